@@ -1,0 +1,466 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	cfs "github.com/cachefs/cachefs/fs"
+	"github.com/cachefs/cachefs/snapshot"
+	"github.com/dustin/go-humanize"
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+type mountOptions struct {
+	walkers    int
+	foreground bool
+	allowOther bool
+	cacheDir   string
+	logFile    string
+	debugFuse  bool
+	readyFd    int
+}
+
+func (o *mountOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.IntVar(&o.walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
+	f.BoolVar(&o.foreground, "foreground", false, "stay attached: serve until unmounted or interrupted")
+	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "node-local directory for the cache and the daemon log (default: $TMPDIR/cachefs-UID/NAME-HASH)")
+	f.StringVar(&o.logFile, "log-file", "", "daemon log file (default: CACHE-DIR/cachefs.log)")
+	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
+	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
+	_ = f.MarkHidden("ready-fd")
+}
+
+func newMountCommand(g *globalOptions) *cobra.Command {
+	o := &mountOptions{}
+	cmd := &cobra.Command{
+		Use:   "mount SOURCE MOUNTPOINT",
+		Short: "Snapshot SOURCE's metadata and serve it at MOUNTPOINT",
+		Long: `Walk SOURCE once, in parallel, and mount a read-only view of it at MOUNTPOINT.
+The command returns once the mount is serving, leaving a daemon in the
+background (--foreground keeps it attached). After that, metadata is served
+from memory: the source sees no stat, lookup, readdir or readlink again.
+
+MOUNTPOINT is created if missing and must be empty. A mount left behind by a
+killed daemon is cleaned first.` + "\n" + exitStatusHelp,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMount(cmd.Context(), g, o, args)
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// daemonMsg is one line on the readiness pipe from daemon to launcher.
+type daemonMsg struct {
+	Progress *progressMsg `json:"progress,omitempty"`
+	Ready    *readyMsg    `json:"ready,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Code     int          `json:"code,omitempty"`
+}
+
+type progressMsg struct {
+	Entries, Dirs, Bytes, Errors int64
+}
+
+type readyMsg struct {
+	Source, Mountpoint, CacheDir, LogFile string
+	Stats                                 snapshot.Stats
+	Seconds                               float64
+	Pid                                   int
+}
+
+func (r *readyMsg) summary() string {
+	s := r.Stats
+	return fmt.Sprintf("cachefs: serving %s at %s: %s entries (%s dirs, %s files, %s) snapshotted in %.2fs, %d unreadable; cache %s; log %s",
+		r.Source, r.Mountpoint, humanize.Comma(s.Entries), humanize.Comma(s.Dirs), humanize.Comma(s.Files),
+		humanize.IBytes(uint64(s.Bytes)), r.Seconds, s.Errors, r.CacheDir, r.LogFile)
+}
+
+func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []string) error {
+	if _, err := g.logger(os.Stderr); err != nil {
+		return err
+	}
+	if o.walkers < 1 || o.walkers > 4096 {
+		return usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
+	}
+	src, err := filepath.Abs(args[0])
+	if err != nil {
+		return usageError(err)
+	}
+	mnt, err := filepath.Abs(args[1])
+	if err != nil {
+		return usageError(err)
+	}
+	for _, p := range []*string{&o.cacheDir, &o.logFile} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return usageError(err)
+			}
+		}
+	}
+	if o.readyFd > 0 {
+		pipe := os.NewFile(uintptr(o.readyFd), "ready")
+		rep := &pipeReporter{enc: json.NewEncoder(pipe)}
+		err := serve(ctx, g, o, src, mnt, rep)
+		if err != nil && !rep.sent {
+			rep.send(daemonMsg{Error: err.Error(), Code: exitCode(err)})
+		}
+		return err
+	}
+	if o.foreground {
+		return serve(ctx, g, o, src, mnt, newTermReporter())
+	}
+	return launch(ctx, g, o, src, mnt)
+}
+
+// launch starts the daemon in a new session and relays its progress until
+// the mount serves or the daemon fails.
+func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return withCode(exitInternal, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return withCode(exitInternal, err)
+	}
+	defer r.Close()
+	args := []string{"mount", src, mnt, "--foreground", "--ready-fd=3",
+		"--walkers=" + strconv.Itoa(o.walkers),
+		"--log-level=" + g.logLevel, "--log-format=" + g.logFormat,
+		"--allow-other=" + strconv.FormatBool(o.allowOther),
+		"--debug-fuse=" + strconv.FormatBool(o.debugFuse)}
+	if o.cacheDir != "" {
+		args = append(args, "--cache-dir="+o.cacheDir)
+	}
+	if o.logFile != "" {
+		args = append(args, "--log-file="+o.logFile)
+	}
+	cmd := exec.Command(exe, args...)
+	// Its own session, so the job's terminal and process group signals do
+	// not reach it; cwd "/" so it pins no directory.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return withCode(exitInternal, fmt.Errorf("starting the daemon: %w", err))
+	}
+	w.Close()
+
+	msgs := make(chan daemonMsg)
+	go func() {
+		defer close(msgs)
+		dec := json.NewDecoder(bufio.NewReader(r))
+		for {
+			var m daemonMsg
+			if dec.Decode(&m) != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	term := newTermReporter()
+	for {
+		select {
+		case <-ctx.Done():
+			term.clear()
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+			return withCode(exitInterrupted, errors.New("interrupted; nothing mounted"))
+		case m, ok := <-msgs:
+			switch {
+			case !ok:
+				term.clear()
+				werr := cmd.Wait()
+				return withCode(exitMountFailed, fmt.Errorf("the daemon exited before the mount was ready (%v); see its log in the cache directory", werr))
+			case m.Progress != nil:
+				term.progress(*m.Progress)
+			case m.Ready != nil:
+				term.clear()
+				fmt.Println(m.Ready.summary())
+				_ = cmd.Process.Release()
+				return nil
+			case m.Error != "":
+				term.clear()
+				_ = cmd.Wait()
+				return withCode(m.Code, errors.New(m.Error))
+			}
+		}
+	}
+}
+
+// reporter receives walk progress and the final readiness.
+type reporter interface {
+	progress(progressMsg)
+	ready(*readyMsg)
+}
+
+type pipeReporter struct {
+	enc  *json.Encoder
+	sent bool
+}
+
+func (p *pipeReporter) send(m daemonMsg) { _ = p.enc.Encode(m) }
+
+func (p *pipeReporter) progress(m progressMsg) { p.send(daemonMsg{Progress: &m}) }
+
+func (p *pipeReporter) ready(m *readyMsg) {
+	p.send(daemonMsg{Ready: m})
+	p.sent = true
+}
+
+// termReporter draws a one-line progress counter when stderr is a terminal
+// and stays silent otherwise, so batch logs get only the summary.
+type termReporter struct {
+	tty   bool
+	drawn bool
+}
+
+func newTermReporter() *termReporter {
+	return &termReporter{tty: isatty.IsTerminal(os.Stderr.Fd())}
+}
+
+func (t *termReporter) progress(m progressMsg) {
+	if !t.tty {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "\r\033[Kwalking source: %s entries, %s dirs, %s, %d unreadable",
+		humanize.Comma(m.Entries), humanize.Comma(m.Dirs), humanize.IBytes(uint64(m.Bytes)), m.Errors)
+	t.drawn = true
+}
+
+func (t *termReporter) clear() {
+	if t.drawn {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+		t.drawn = false
+	}
+}
+
+func (t *termReporter) ready(m *readyMsg) {
+	t.clear()
+	fmt.Println(m.summary())
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// defaultCacheDir derives a per-user, per-source directory on node-local
+// storage, so two jobs on one node over different sources never share one.
+func defaultCacheDir(src string) string {
+	base := os.Getenv("TMPDIR")
+	if base == "" {
+		base = "/tmp"
+	}
+	h := sha256.Sum256([]byte(src))
+	name := unsafeName.ReplaceAllString(filepath.Base(src), "_")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return filepath.Join(base, fmt.Sprintf("cachefs-%d", os.Getuid()), name+"-"+hex.EncodeToString(h[:6]))
+}
+
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// prepare checks the source and mountpoint and creates what is missing, so
+// that every bad input fails before anything is walked or mounted.
+func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return withCode(exitSource, fmt.Errorf("source %s does not exist", src))
+		default:
+			return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+		}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return withCode(exitSource, fmt.Errorf("source %s is not a directory", src))
+	}
+	if err := unix.Access(src, unix.R_OK|unix.X_OK); err != nil {
+		return withCode(exitSource, fmt.Errorf("source %s is not readable: %w", src, err))
+	}
+	if within(src, mnt) {
+		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s would hide the source %s", mnt, src))
+	}
+	if within(o.cacheDir, mnt) || within(o.logFile, mnt) {
+		return withCode(exitCacheDir, fmt.Errorf("cache directory %s is inside the mountpoint %s", o.cacheDir, mnt))
+	}
+
+	if isStale(mnt) {
+		if err := detach(mnt, true); err != nil {
+			return withCode(exitMounted, fmt.Errorf("mountpoint %s holds a dead mount that could not be cleaned: %w", mnt, err))
+		}
+		log.Warn().Str("mountpoint", mnt).Msg("cleaned a mount left behind by a daemon that died")
+	}
+	if me, ok, err := findMount(mnt); err != nil {
+		return withCode(exitInternal, err)
+	} else if ok {
+		return withCode(exitMounted, fmt.Errorf("mountpoint %s is already mounted (%s from %s)", mnt, me.FSType, me.Source))
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
+	}
+	f, err := os.Open(mnt)
+	if err != nil {
+		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
+	}
+	names, err := f.Readdirnames(1)
+	f.Close()
+	if len(names) > 0 {
+		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not empty", mnt))
+	}
+	if err != nil && err.Error() != "EOF" {
+		if errors.Is(err, unix.ENOTDIR) {
+			return withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
+		}
+	}
+	if fi, err := os.Stat(mnt); err != nil || !fi.IsDir() {
+		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
+	}
+
+	if err := os.MkdirAll(o.cacheDir, 0o700); err != nil {
+		return withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
+	}
+	// The cache holds copies of files other users may not read: only the
+	// owner gets in, whatever the umask made of MkdirAll.
+	if err := os.Chmod(o.cacheDir, 0o700); err != nil {
+		return withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
+	}
+	return nil
+}
+
+// serve walks, mounts, reports readiness, and serves until unmounted or
+// signalled.
+func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt string, rep reporter) error {
+	if o.cacheDir == "" {
+		o.cacheDir = defaultCacheDir(src)
+	}
+	if o.logFile == "" {
+		o.logFile = filepath.Join(o.cacheDir, "cachefs.log")
+	}
+	log, err := g.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := prepare(log, o, src, mnt); err != nil {
+		return err
+	}
+	if o.readyFd > 0 {
+		lf, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return withCode(exitCacheDir, fmt.Errorf("log file %s: %w", o.logFile, err))
+		}
+		// Panics and anything else written to stderr land in the log too.
+		_ = unix.Dup2(int(lf.Fd()), 2)
+		if log, err = g.logger(lf); err != nil {
+			return err
+		}
+	}
+	log = log.With().Str("mountpoint", mnt).Logger()
+	log.Info().Str("source", src).Int("walkers", o.walkers).Int("pid", os.Getpid()).Msg("walking source")
+
+	start := time.Now()
+	prog := &snapshot.Progress{}
+	tick := time.NewTicker(200 * time.Millisecond)
+	walkDone := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-walkDone:
+				return
+			case <-tick.C:
+				rep.progress(progressMsg{prog.Entries.Load(), prog.Dirs.Load(), prog.Bytes.Load(), prog.Errors.Load()})
+			}
+		}
+	}()
+	snap, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
+	tick.Stop()
+	close(walkDone)
+	if err != nil {
+		if ctx.Err() != nil {
+			return withCode(exitInterrupted, errors.New("interrupted while walking the source; nothing mounted"))
+		}
+		return withCode(exitSource, err)
+	}
+	walkSecs := time.Since(start).Seconds()
+
+	var rootSt unix.Stat_t
+	if err := unix.Stat(src, &rootSt); err != nil {
+		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+	}
+	fsLog := log.With().Str("component", "fuse").Logger()
+	m, err := cfs.New(mnt, cfs.Config{
+		Snapshot:   snap,
+		Content:    &cfs.DirectContent{Snap: snap, Source: src, RootDev: rootSt.Dev},
+		FsName:     src,
+		AllowOther: o.allowOther,
+		Logger:     fsLog,
+		Debug:      o.debugFuse,
+		GoFuseLog:  stdlog.New(fsLog, "", 0),
+	})
+	if err != nil {
+		return withCode(exitMountFailed, err)
+	}
+	started := time.Now()
+	rec := &record{Pid: os.Getpid(), Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile, Started: started}
+	if err := writeRecord(rec); err != nil {
+		log.Warn().Err(err).Msg("cannot write the runtime record; unmount will not wait for this daemon")
+	}
+	st := snap.Stats()
+	log.Info().Int64("entries", st.Entries).Int64("bytes", st.Bytes).Int64("unreadable", st.Errors).
+		Float64("seconds", walkSecs).Msg("serving")
+	rep.ready(&readyMsg{Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile,
+		Stats: st, Seconds: walkSecs, Pid: os.Getpid()})
+
+	served := make(chan struct{})
+	go func() {
+		select {
+		case <-served:
+		case <-ctx.Done():
+			log.Info().Msg("signal received: unmounting")
+			if err := m.Unmount(); err != nil {
+				// Files are still open; detach so the job's next steps see
+				// no mount, and finish when the last file closes.
+				log.Warn().Err(err).Msg("unmount failed, detaching lazily")
+				if err := detach(mnt, true); err != nil {
+					log.Error().Err(err).Msg("lazy unmount failed")
+				}
+			}
+		}
+	}()
+	m.Wait()
+	close(served)
+
+	s := m.Stats()
+	rec.Exited = true
+	rec.Final = &figures{Entries: st.Entries, Opens: s.Opens.Load(), BytesServed: s.BytesServed.Load(),
+		Errors: s.Errors.Load(), Uptime: time.Since(started).Seconds()}
+	log.Info().Int64("opens", rec.Final.Opens).Int64("bytes_served", rec.Final.BytesServed).
+		Int64("errors", rec.Final.Errors).Msg("unmounted")
+	if err := writeRecord(rec); err != nil {
+		log.Warn().Err(err).Msg("cannot write the final figures")
+	}
+	return nil
+}

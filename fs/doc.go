@@ -1,0 +1,32 @@
+// Package fs is the FUSE adapter of cachefs: the only package that imports
+// go-fuse. It serves a snapshot.Snapshot as a read-only tree and hands file
+// contents to a Content implementation.
+//
+// # Metadata
+//
+// Nodes are created lazily in Lookup from the snapshot; a node is the
+// go-fuse Inode plus the snapshot index it stands for. Lookup, getattr,
+// readdir, readlink, statfs and xattr calls are answered from memory and
+// never reach the source. Because the snapshot never changes during a mount,
+// every kernel cache is told to keep what it has for good: entry, attribute
+// and negative timeouts are effectively infinite, directories are opened with
+// FOPEN_CACHE_DIR, files with FOPEN_KEEP_CACHE, and symlink targets are
+// cached. Inode numbers are the source's, so hard links stay one inode.
+//
+// # Contents
+//
+// Open of a regular file returns a handle that asks Content for the bytes on
+// the first read, not at open: a process that opens and closes a file without
+// reading it costs the source nothing.
+//
+// # Writes
+//
+// The mount is read-only twice over: mounted with MS_RDONLY, so the kernel
+// refuses writes itself, and every modifying operation also answers EROFS.
+//
+// # Errors
+//
+// Content and snapshot errors are Go errors; errno() is the one place that
+// maps them to errnos, and the boundary logs once with op, path, offset and
+// length.
+package fs

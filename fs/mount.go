@@ -1,0 +1,121 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cachefs/cachefs/snapshot"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+)
+
+// forever is the kernel cache timeout for entries, attributes and negative
+// lookups. The snapshot cannot change during a mount, so nothing the kernel
+// caches can go stale; ten years is "never" while staying far from the
+// overflow of the kernel's jiffies conversion.
+const forever = 10 * 365 * 24 * time.Hour
+
+// ErrMount wraps failures of the mount system call or of fusermount.
+var ErrMount = errors.New("mount failed")
+
+// Config describes one mount.
+type Config struct {
+	Snapshot *snapshot.Snapshot
+	Content  Content
+	// FsName is the "source" column of the mount table; cachefs puts the
+	// source path there so that status and unmount can name it.
+	FsName     string
+	AllowOther bool
+	Logger     zerolog.Logger
+	// Debug logs every FUSE request; for development only.
+	Debug bool
+	// GoFuseLog receives go-fuse's own diagnostics; nil means stderr.
+	GoFuseLog *log.Logger
+}
+
+// Stats are counters a running mount keeps for status and unmount.
+type Stats struct {
+	Opens       atomic.Int64
+	BytesServed atomic.Int64
+	Errors      atomic.Int64
+}
+
+// Mount is a serving cachefs mount.
+type Mount struct {
+	srv        *fuse.Server
+	mountpoint string
+	log        zerolog.Logger
+	stats      Stats
+	// failed records files whose errors were already logged, so a failing
+	// file makes one log line, not one per read.
+	failed sync.Map
+}
+
+// New mounts cfg.Snapshot at mountpoint and returns once the kernel has
+// confirmed the mount, so the caller may announce it as serving.
+func New(mountpoint string, cfg Config) (*Mount, error) {
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger}
+	t := &tree{snap: cfg.Snapshot, content: cfg.Content, m: m}
+	root := &node{t: t, idx: 0}
+	timeout := forever
+	fsName := cfg.FsName
+	// fusermount passes fsname inside a comma-separated option list.
+	if fsName == "" || strings.ContainsAny(fsName, ", \t\n\\") {
+		fsName = "cachefs"
+	}
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: cfg.AllowOther,
+			FsName:     fsName,
+			Name:       "cachefs",
+			// default_permissions makes the kernel enforce the snapshot's
+			// modes and owners; ro makes it refuse writes before they get here.
+			Options:              []string{"ro", "default_permissions"},
+			DirectMount:          true,
+			DirectMountFlags:     syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
+			EnableSymlinkCaching: true,
+			MaxBackground:        64,
+			MaxReadAhead:         1 << 20,
+			Debug:                cfg.Debug,
+			Logger:               cfg.GoFuseLog,
+		},
+		Logger:          cfg.GoFuseLog,
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		RootStableAttr:  &gofs.StableAttr{Ino: cfg.Snapshot.Ino(0)},
+	}
+	srv, err := gofs.Mount(mountpoint, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("fs: %w at %s: %w", ErrMount, mountpoint, err)
+	}
+	m.srv = srv
+	return m, nil
+}
+
+// Stats returns the live counters.
+func (m *Mount) Stats() *Stats { return &m.stats }
+
+// Wait blocks until the mount is gone (unmounted by anyone).
+func (m *Mount) Wait() { m.srv.Wait() }
+
+// Unmount asks the kernel to unmount; it fails with EBUSY while files are open.
+func (m *Mount) Unmount() error { return m.srv.Unmount() }
+
+// fail logs a content error once per file and returns its errno.
+func (m *Mount) fail(op string, idx uint32, off int64, n int, err error) syscall.Errno {
+	m.stats.Errors.Add(1)
+	e := errno(err)
+	if _, seen := m.failed.LoadOrStore(idx, true); !seen {
+		m.log.Error().Str("op", op).Uint32("entry", idx).Int64("off", off).Int("len", n).
+			Str("errno", e.Error()).Err(err).Msg("read through the mount failed")
+	}
+	return e
+}
