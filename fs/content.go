@@ -108,4 +108,3 @@ func (r *directReader) Close() error {
 	}
 	return nil
 }
-

@@ -74,4 +74,3 @@ func exactArgs(n int) cobra.PositionalArgs {
 		return nil
 	}
 }
-
