@@ -91,9 +91,9 @@ type readyMsg struct {
 
 func (r *readyMsg) summary() string {
 	s := r.Stats
-	return fmt.Sprintf("cachefs: serving %s at %s: %s entries (%s dirs, %s files, %s) snapshotted in %.2fs, %d unreadable; cache %s; log %s",
+	return fmt.Sprintf("cachefs: serving %s at %s: %s entries (%s dirs, %s files, %s) snapshotted in %.2fs, %d unreadable; cache %s; log %s; daemon pid %d",
 		r.Source, r.Mountpoint, humanize.Comma(s.Entries), humanize.Comma(s.Dirs), humanize.Comma(s.Files),
-		humanize.IBytes(uint64(s.Bytes)), r.Seconds, s.Errors, r.CacheDir, r.LogFile)
+		humanize.IBytes(uint64(s.Bytes)), r.Seconds, s.Errors, r.CacheDir, r.LogFile, r.Pid)
 }
 
 func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []string) error {

@@ -123,10 +123,14 @@ func detach(path string, lazy bool) error {
 }
 
 // isStale reports whether path is a FUSE mount whose daemon is gone: the
-// kernel answers ENOTCONN for every access to it.
+// kernel answers ENOTCONN, or ECONNABORTED once the connection was aborted,
+// for every request that reaches it. The probe is statfs because the kernel
+// never caches it, while a stat of the root may be answered from the
+// attribute cache a dead daemon left behind.
 func isStale(path string) bool {
-	var st unix.Stat_t
-	return errors.Is(unix.Stat(path, &st), unix.ENOTCONN)
+	var st unix.Statfs_t
+	err := unix.Statfs(path, &st)
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
 }
 
 // record is what a daemon leaves in the runtime directory so that unmount

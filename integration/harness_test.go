@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// binary is the cachefs executable built once for the whole suite.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "integration: /dev/fuse is missing; FUSE tests cannot run in CI")
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "integration: SKIP: /dev/fuse is missing")
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "cachefs-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// World-readable so the unprivileged test user can run it.
+	os.Chmod(dir, 0o755)
+	binary = filepath.Join(dir, "cachefs")
+	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/cachefs")
+	if os.Getenv("CACHEFS_NORACE") != "" {
+		build = exec.Command("go", "build", "-o", binary, "../cmd/cachefs")
+	}
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: build:", err)
+		return 1
+	}
+	code := m.Run()
+	if left := leftoverDaemons(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "integration: cachefs daemons left running: %v\n", left)
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		code = 1
+	}
+	return code
+}
+
+// leftoverDaemons lists processes running the suite's binary.
+func leftoverDaemons() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err == nil && exe == binary && processAlive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// env is the environment a test's cachefs commands run with: a private
+// TMPDIR so cache directories and runtime records never mix between tests.
+type env struct {
+	t   *testing.T
+	tmp string
+	// cred, when set, runs commands as that user.
+	cred *syscall.Credential
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	tmp := t.TempDir()
+	return &env{t: t, tmp: tmp}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR=")
+	if e.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
+		cmd.Dir = "/"
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			e.t.Fatalf("running cachefs %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+var pidRe = regexp.MustCompile(`daemon pid (\d+)`)
+
+// mount runs `cachefs mount` and arranges for the mount and its daemon to be
+// gone when the test ends, whatever happened.
+func (e *env) mount(src, mnt string, extra ...string) (pid int, summary string) {
+	e.t.Helper()
+	r := e.run(append([]string{"mount", src, mnt}, extra...)...)
+	if r.code != 0 {
+		e.t.Fatalf("cachefs mount exited %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	m := pidRe.FindStringSubmatch(r.stdout)
+	if m == nil {
+		e.t.Fatalf("no daemon pid in the summary: %q", r.stdout)
+	}
+	pid, _ = strconv.Atoi(m[1])
+	e.t.Cleanup(func() { cleanupMount(e.t, mnt, pid) })
+	if !isMounted(mnt) {
+		e.t.Fatalf("cachefs mount returned 0 but %s is not in /proc/self/mountinfo", mnt)
+	}
+	return pid, r.stdout
+}
+
+// cleanupMount removes a test's mount and daemon by force if the test left
+// them, and fails the test if it had to.
+func cleanupMount(t *testing.T, mnt string, pid int) {
+	if isMounted(mnt) {
+		t.Errorf("test left %s mounted; detaching", mnt)
+		unix.Unmount(mnt, unix.MNT_DETACH)
+	}
+	if waitGone(pid, 10*time.Second) {
+		return
+	}
+	t.Errorf("daemon %d still running after its mount went; killing it", pid)
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(pid, 10*time.Second)
+}
+
+func waitGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func isMounted(mnt string) bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	esc := strings.NewReplacer(" ", `\040`, "\t", `\011`, "\n", `\012`, `\`, `\134`).Replace(mnt)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && fields[4] == esc {
+			return true
+		}
+	}
+	return false
+}
+
+// unmount runs `cachefs unmount` and expects success.
+func (e *env) unmount(mnt string) result {
+	e.t.Helper()
+	r := e.run("unmount", mnt)
+	if r.code != 0 {
+		e.t.Fatalf("cachefs unmount exited %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if isMounted(mnt) {
+		e.t.Fatalf("%s still mounted after unmount", mnt)
+	}
+	return r
+}
