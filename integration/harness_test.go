@@ -93,7 +93,7 @@ func processAlive(pid int) bool {
 // env is the environment a test's cachefs commands run with: a private
 // TMPDIR so cache directories and runtime records never mix between tests.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	tmp string
 	// cred, when set, runs commands as that user.
 	cred *syscall.Credential
@@ -156,7 +156,7 @@ func (e *env) mount(src, mnt string, extra ...string) (pid int, summary string) 
 
 // cleanupMount removes a test's mount and daemon by force if the test left
 // them, and fails the test if it had to.
-func cleanupMount(t *testing.T, mnt string, pid int) {
+func cleanupMount(t testing.TB, mnt string, pid int) {
 	if isMounted(mnt) {
 		t.Errorf("test left %s mounted; detaching", mnt)
 		unix.Unmount(mnt, unix.MNT_DETACH)
