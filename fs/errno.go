@@ -7,11 +7,8 @@ import (
 	"syscall"
 )
 
-// ErrChanged is returned by Content when a source file no longer matches the
-// snapshot. Serving it would mix two versions of the file, so reads fail.
-var ErrChanged = errors.New("source file changed since the snapshot")
-
-// errno maps an error from Content to the errno a reader sees. go-fuse's own
+// errno maps an error from Content to the errno a reader sees; errors that
+// wrap an errno (a changed source file wraps EIO) keep it. go-fuse's own
 // ToErrno turns anything unknown into ENOTSUP, which would mislead a user, so
 // unknown errors become EIO.
 func errno(err error) syscall.Errno {
@@ -19,8 +16,6 @@ func errno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, ErrChanged):
-		return syscall.EIO
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	case errors.As(err, &en):

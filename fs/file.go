@@ -16,8 +16,9 @@ type fileHandle struct {
 }
 
 var (
-	_ gofs.FileReader   = (*fileHandle)(nil)
-	_ gofs.FileReleaser = (*fileHandle)(nil)
+	_ gofs.FileReader          = (*fileHandle)(nil)
+	_ gofs.FileReleaser        = (*fileHandle)(nil)
+	_ gofs.FilePassthroughFder = (*fileHandle)(nil)
 )
 
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -38,6 +39,17 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 }
 
 func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if fr, ok := f.r.(FdReader); ok {
+		size := f.n.t.snap.Attr(f.n.idx).Size
+		if off >= size {
+			return fuse.ReadResultData(nil), 0
+		}
+		n := int(min(int64(len(dest)), size-off))
+		if fd, ok := fr.CachedFd(off, n); ok {
+			f.n.t.m.stats.BytesServed.Add(int64(n))
+			return fuse.ReadResultFd(fd, off, n), 0
+		}
+	}
 	got, err := f.r.ReadAt(ctx, dest, off)
 	if err != nil {
 		return nil, f.n.t.m.fail("read", f.n.idx, off, len(dest), err)
@@ -51,4 +63,14 @@ func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
 		f.n.t.m.log.Warn().Err(err).Str("path", f.n.t.snap.Path(f.n.idx)).Msg("close of source file failed")
 	}
 	return 0
+}
+
+// PassthroughFd lets go-fuse register the cache file with the kernel when
+// the whole file is cached; go-fuse turns passthrough off for the mount if
+// the kernel refuses (not root, or no CAP_PASSTHROUGH).
+func (f *fileHandle) PassthroughFd() (int, bool) {
+	if pr, ok := f.r.(PassthroughReader); ok && f.n.t.m.passthrough {
+		return pr.PassthroughFd()
+	}
+	return 0, false
 }

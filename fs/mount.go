@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,8 @@ type Config struct {
 	Debug bool
 	// GoFuseLog receives go-fuse's own diagnostics; nil means stderr.
 	GoFuseLog *log.Logger
+	// Passthrough lets fully cached files be read by the kernel directly.
+	Passthrough bool
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -55,13 +58,14 @@ type Mount struct {
 	stats      Stats
 	// failed records files whose errors were already logged, so a failing
 	// file makes one log line, not one per read.
-	failed sync.Map
+	failed      sync.Map
+	passthrough bool
 }
 
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
-	m := &Mount{mountpoint: mountpoint, log: cfg.Logger}
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough}
 	t := &tree{snap: cfg.Snapshot, content: cfg.Content, m: m}
 	root := &node{t: t, idx: 0}
 	timeout := forever
@@ -98,6 +102,21 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 	}
 	m.srv = srv
 	return m, nil
+}
+
+// PassthroughAvailable reports whether fully cached files can bypass the
+// daemon, and if not, why. The kernel offers it from Linux 6.9; registering
+// a backing file needs CAP_SYS_ADMIN.
+func (m *Mount) PassthroughAvailable() (bool, string) {
+	switch {
+	case !m.passthrough:
+		return false, "disabled by --passthrough=false"
+	case m.srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0:
+		return false, "the kernel does not offer FUSE passthrough (needs Linux 6.9+)"
+	case os.Geteuid() != 0:
+		return false, "passthrough needs root (CAP_SYS_ADMIN); fully cached files are spliced instead"
+	}
+	return true, "fully cached files are read by the kernel directly"
 }
 
 // Stats returns the live counters.

@@ -35,6 +35,10 @@ type mountOptions struct {
 	logFile    string
 	debugFuse  bool
 	readyFd    int
+	cacheSize  string
+	blockSize  string
+	readAhead  int
+	passthru   bool
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -44,6 +48,10 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "node-local directory for the cache and the daemon log (default: $TMPDIR/cachefs-UID/NAME-HASH)")
 	f.StringVar(&o.logFile, "log-file", "", "daemon log file (default: CACHE-DIR/cachefs.log)")
+	f.StringVar(&o.cacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
+	f.StringVar(&o.blockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
+	f.IntVar(&o.readAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
+	f.BoolVar(&o.passthru, "passthrough", true, "let the kernel read fully cached files directly (Linux 6.9+, root)")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	_ = f.MarkHidden("ready-fd")
@@ -149,7 +157,10 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 		"--walkers=" + strconv.Itoa(o.walkers),
 		"--log-level=" + g.logLevel, "--log-format=" + g.logFormat,
 		"--allow-other=" + strconv.FormatBool(o.allowOther),
-		"--debug-fuse=" + strconv.FormatBool(o.debugFuse)}
+		"--debug-fuse=" + strconv.FormatBool(o.debugFuse),
+		"--cache-size=" + o.cacheSize, "--block-size=" + o.blockSize,
+		"--read-ahead=" + strconv.Itoa(o.readAhead),
+		"--passthrough=" + strconv.FormatBool(o.passthru)}
 	if o.cacheDir != "" {
 		args = append(args, "--cache-dir="+o.cacheDir)
 	}
@@ -379,6 +390,17 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 		}
 	}
 	log = log.With().Str("mountpoint", mnt).Logger()
+
+	var rootSt unix.Stat_t
+	if err := unix.Stat(src, &rootSt); err != nil {
+		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+	}
+	cache, err := openCache(log, o, src, mnt, rootSt.Dev)
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+
 	log.Info().Str("source", src).Int("walkers", o.walkers).Int("pid", os.Getpid()).Msg("walking source")
 
 	start := time.Now()
@@ -406,23 +428,22 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	}
 	walkSecs := time.Since(start).Seconds()
 
-	var rootSt unix.Stat_t
-	if err := unix.Stat(src, &rootSt); err != nil {
-		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
-	}
 	fsLog := log.With().Str("component", "fuse").Logger()
 	m, err := cfs.New(mnt, cfs.Config{
-		Snapshot:   snap,
-		Content:    &cfs.DirectContent{Snap: snap, Source: src, RootDev: rootSt.Dev},
-		FsName:     src,
-		AllowOther: o.allowOther,
-		Logger:     fsLog,
-		Debug:      o.debugFuse,
-		GoFuseLog:  stdlog.New(fsLog, "", 0),
+		Snapshot:    snap,
+		Content:     cacheContent{snap: snap, cache: cache},
+		FsName:      src,
+		AllowOther:  o.allowOther,
+		Logger:      fsLog,
+		Debug:       o.debugFuse,
+		GoFuseLog:   stdlog.New(fsLog, "", 0),
+		Passthrough: o.passthru,
 	})
 	if err != nil {
 		return withCode(exitMountFailed, err)
 	}
+	ok, why := m.PassthroughAvailable()
+	log.Info().Bool("passthrough", ok).Msg(why)
 	started := time.Now()
 	rec := &record{Pid: os.Getpid(), Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile, Started: started}
 	if err := writeRecord(rec); err != nil {
@@ -455,8 +476,11 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 
 	s := m.Stats()
 	rec.Exited = true
+	cs := cache.Stats()
 	rec.Final = &figures{Entries: st.Entries, Opens: s.Opens.Load(), BytesServed: s.BytesServed.Load(),
-		Errors: s.Errors.Load(), Uptime: time.Since(started).Seconds()}
+		Errors: s.Errors.Load(), Uptime: time.Since(started).Seconds(),
+		BytesFromSource: cs.BytesFromSource, BytesFromCache: cs.BytesFromCache, CacheUsage: cs.Usage,
+		CacheBudget: cs.Budget, Passthrough: cs.PassthroughOffered, Evictions: cs.Evictions}
 	log.Info().Int64("opens", rec.Final.Opens).Int64("bytes_served", rec.Final.BytesServed).
 		Int64("errors", rec.Final.Errors).Msg("unmounted")
 	if err := writeRecord(rec); err != nil {

@@ -153,6 +153,13 @@ type figures struct {
 	BytesServed int64   `json:"bytes_served"`
 	Errors      int64   `json:"errors"`
 	Uptime      float64 `json:"uptime_seconds"`
+	// From the block cache.
+	BytesFromSource int64 `json:"bytes_from_source"`
+	BytesFromCache  int64 `json:"bytes_from_cache"`
+	CacheUsage      int64 `json:"cache_usage"`
+	CacheBudget     int64 `json:"cache_budget"`
+	Passthrough     int64 `json:"passthrough_opens"`
+	Evictions       int64 `json:"evictions"`
 }
 
 // runtimeDir holds the records of this user's mounts.

@@ -105,8 +105,11 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 		return nil
 	}
 	f := final.Final
-	fmt.Printf("cachefs: unmounted %s: served %s in %s opens from %s entries over %s, %d errors\n",
+	fmt.Printf("cachefs: unmounted %s: served %s in %s opens from %s entries over %s, %d errors; "+
+		"%s from the source, %s from the cache, %s passthrough opens; cache %s of %s, %d evictions\n",
 		mnt, humanize.IBytes(uint64(f.BytesServed)), humanize.Comma(f.Opens), humanize.Comma(f.Entries),
-		time.Duration(f.Uptime*float64(time.Second)).Round(time.Second), f.Errors)
+		time.Duration(f.Uptime*float64(time.Second)).Round(time.Second), f.Errors,
+		humanize.IBytes(uint64(f.BytesFromSource)), humanize.IBytes(uint64(f.BytesFromCache)),
+		humanize.Comma(f.Passthrough), humanize.IBytes(uint64(f.CacheUsage)), humanize.IBytes(uint64(f.CacheBudget)), f.Evictions)
 	return nil
 }

@@ -1,0 +1,397 @@
+package blockcache
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
+)
+
+// ErrChanged means the source file no longer matches the identity the cache
+// was asked for. It wraps EIO, which is what a reader sees.
+var ErrChanged = fmt.Errorf("source file changed since the snapshot: %w", syscall.EIO)
+
+// ErrLocked means another process owns the cache directory.
+var ErrLocked = errors.New("cache directory is in use")
+
+// Key is a source file's identity. A change in any field is a different file.
+type Key struct {
+	Path  string // relative to the source root
+	Ino   uint64
+	Size  int64
+	Mtime int64 // ns
+}
+
+func (k Key) name() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00%d\x00%d\x00%s", k.Ino, k.Size, k.Mtime, k.Path)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Source opens files of the shared filesystem. Open must check the file's
+// identity against key and return ErrChanged on mismatch.
+type Source interface {
+	Open(key Key) (SourceFile, error)
+}
+
+// SourceFile is an open source file.
+type SourceFile interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// Options configure a Cache.
+type Options struct {
+	Dir       string
+	BlockSize int64 // default 1 MiB
+	MaxBytes  int64 // budget for cached bytes on disk; 0 means no limit
+	ReadAhead int   // blocks fetched ahead of a sequential reader; default 4
+	// IdleStateBytes bounds the memory of per-file state kept for files
+	// that are not open (ristretto cost); default 64 MiB.
+	IdleStateBytes int64
+	// Owner describes this process in the lock file, so a second process
+	// refused the directory can say who has it.
+	Owner  string
+	Logger zerolog.Logger
+}
+
+// Stats are the cache's counters.
+type Stats struct {
+	Hits, Misses        int64 // blocks served from disk, blocks fetched
+	BytesFromSource     int64
+	BytesFromCache      int64
+	Evictions           int64 // files evicted to stay under budget
+	Usage, Budget       int64
+	PassthroughOffered  int64
+	UncachedBytesServed int64 // fetched but not stored: budget full or disk failing
+}
+
+// Cache is a directory of cached source files. Safe for concurrent use.
+type Cache struct {
+	opts Options
+	src  Source
+	log  zerolog.Logger
+	lock *os.File
+
+	mu       sync.Mutex
+	open     map[string]*fileState
+	lru      list.List // of *lruEntry, most recent first
+	lruIdx   map[string]*list.Element
+	usage    int64
+	degraded time.Time // no stores until then
+	full     bool      // logged that the budget is all open files
+
+	idle  *ristretto.Cache[string, *fileState]
+	raSem *semaphore.Weighted
+
+	hits, misses, fromSource, fromCache, evictions, passthrough, uncached atomic.Int64
+	scanDone                                                            chan struct{}
+}
+
+type lruEntry struct {
+	name  string
+	bytes int64
+}
+
+// Open takes the cache directory, creating it 0700, and starts the
+// background scan that counts what earlier runs left.
+func Open(opts Options, src Source) (*Cache, error) {
+	if opts.BlockSize <= 0 {
+		opts.BlockSize = 1 << 20
+	}
+	if opts.ReadAhead < 0 {
+		opts.ReadAhead = 0
+	} else if opts.ReadAhead == 0 {
+		opts.ReadAhead = 4
+	}
+	if opts.IdleStateBytes <= 0 {
+		opts.IdleStateBytes = 64 << 20
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "blocks"), 0o700); err != nil {
+		return nil, fmt.Errorf("blockcache: %w", err)
+	}
+	lock, err := takeLock(opts.Dir, opts.Owner)
+	if err != nil {
+		return nil, err
+	}
+	idle, err := ristretto.NewCache(&ristretto.Config[string, *fileState]{
+		NumCounters: 10 * (opts.IdleStateBytes / 256),
+		MaxCost:     opts.IdleStateBytes,
+		BufferItems: 64,
+	})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("blockcache: %w", err)
+	}
+	c := &Cache{
+		opts:     opts,
+		src:      src,
+		log:      opts.Logger.With().Str("component", "blockcache").Logger(),
+		lock:     lock,
+		open:     map[string]*fileState{},
+		lruIdx:   map[string]*list.Element{},
+		idle:     idle,
+		raSem:    semaphore.NewWeighted(16),
+		scanDone: make(chan struct{}),
+	}
+	go c.scan()
+	return c, nil
+}
+
+// takeLock holds an exclusive flock on DIR/lock for the life of the
+// process; the kernel drops it when the process dies, even by kill -9.
+func takeLock(dir, owner string) (*os.File, error) {
+	p := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("blockcache: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := io.ReadAll(io.LimitReader(f, 4096))
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			who := strings.TrimSpace(string(b))
+			if who == "" {
+				who = "another process"
+			}
+			return nil, fmt.Errorf("%w: %s is used by %s", ErrLocked, dir, who)
+		}
+		return nil, fmt.Errorf("blockcache: lock %s: %w", p, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(owner+"\n"), 0)
+	return f, nil
+}
+
+// Close releases the directory. Open handles must be closed first.
+func (c *Cache) Close() error {
+	<-c.scanDone
+	c.idle.Close()
+	return c.lock.Close()
+}
+
+// WaitScan blocks until the start-up usage scan is done; for tests.
+func (c *Cache) WaitScan() { <-c.scanDone }
+
+// Stats returns a copy of the counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	u := c.usage
+	c.mu.Unlock()
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(),
+		BytesFromSource: c.fromSource.Load(), BytesFromCache: c.fromCache.Load(),
+		Evictions: c.evictions.Load(), Usage: u, Budget: c.opts.MaxBytes,
+		PassthroughOffered: c.passthrough.Load(), UncachedBytesServed: c.uncached.Load(),
+	}
+}
+
+func (c *Cache) dataPath(name string) string {
+	return filepath.Join(c.opts.Dir, "blocks", name[:2], name)
+}
+
+// scan counts the disk usage of files cached by earlier runs, oldest last
+// in LRU order by modification time. It runs after the mount serves, so a
+// large cache never delays start-up.
+func (c *Cache) scan() {
+	defer close(c.scanDone)
+	type found struct {
+		name  string
+		bytes int64
+		mtime int64
+	}
+	var fs []found
+	dirs, _ := os.ReadDir(filepath.Join(c.opts.Dir, "blocks"))
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(filepath.Join(c.opts.Dir, "blocks", d.Name()))
+		for _, e := range ents {
+			n := e.Name()
+			if strings.Contains(n, ".") {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat(c.dataPath(n), &st) != nil {
+				continue
+			}
+			fs = append(fs, found{n, st.Blocks * 512, st.Mtim.Nano()})
+		}
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].mtime > fs[j].mtime })
+	c.mu.Lock()
+	for _, f := range fs {
+		if _, ok := c.lruIdx[f.name]; ok {
+			continue // already touched by this run, which knows better
+		}
+		c.lruIdx[f.name] = c.lru.PushBack(&lruEntry{name: f.name, bytes: f.bytes})
+		c.usage += f.bytes
+	}
+	c.evictLocked(0)
+	c.mu.Unlock()
+	c.log.Info().Int("files", len(fs)).Int64("bytes", c.usage).Msg("cache scanned")
+}
+
+// touchLocked moves name to the front of the LRU, adding bytes.
+func (c *Cache) touchLocked(name string, bytes int64) {
+	el, ok := c.lruIdx[name]
+	if !ok {
+		el = c.lru.PushFront(&lruEntry{name: name})
+		c.lruIdx[name] = el
+	} else {
+		c.lru.MoveToFront(el)
+	}
+	el.Value.(*lruEntry).bytes += bytes
+	c.usage += bytes
+}
+
+// evictLocked removes least recently used files that are not open until
+// need more bytes fit under the budget. It reports whether they fit.
+func (c *Cache) evictLocked(need int64) bool {
+	if c.opts.MaxBytes <= 0 {
+		return true
+	}
+	for el := c.lru.Back(); el != nil && c.usage+need > c.opts.MaxBytes; {
+		prev := el.Prev()
+		e := el.Value.(*lruEntry)
+		if _, busy := c.open[e.name]; !busy {
+			if st, ok := c.idle.Get(e.name); ok {
+				st.dead.Store(true)
+				c.idle.Del(e.name)
+			}
+			os.Remove(c.dataPath(e.name))
+			os.Remove(c.dataPath(e.name) + ".present")
+			c.usage -= e.bytes
+			c.lru.Remove(el)
+			delete(c.lruIdx, e.name)
+			c.evictions.Add(1)
+		}
+		el = prev
+	}
+	return c.usage+need <= c.opts.MaxBytes
+}
+
+// admit reserves room for n more bytes, evicting if needed. False means
+// serve the block without storing it.
+func (c *Cache) admit(name string, n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Now().Before(c.degraded) {
+		return false
+	}
+	if !c.evictLocked(n) {
+		if !c.full {
+			c.full = true
+			c.log.Warn().Int64("budget", c.opts.MaxBytes).Msg("cache budget is taken by open files; serving new blocks without storing them")
+		}
+		return false
+	}
+	c.full = false
+	c.touchLocked(name, n)
+	return true
+}
+
+// unadmit gives back a reservation whose write failed.
+func (c *Cache) unadmit(name string, n int64) {
+	c.mu.Lock()
+	if el, ok := c.lruIdx[name]; ok {
+		el.Value.(*lruEntry).bytes -= n
+		c.usage -= n
+	}
+	c.mu.Unlock()
+}
+
+// degrade stops storing for a while after a cache disk error. Reads go on
+// from the source; the log says so once per episode.
+func (c *Cache) degrade(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Now().Before(c.degraded) {
+		return
+	}
+	c.degraded = time.Now().Add(30 * time.Second)
+	c.log.Error().Err(err).Msg("cache disk failed; reading straight from the source for 30s")
+}
+
+// OpenFile returns a handle for reading key's bytes. It touches no source.
+func (c *Cache) OpenFile(key Key) (*Handle, error) {
+	name := key.name()
+	c.mu.Lock()
+	st := c.open[name]
+	if st == nil {
+		if v, ok := c.idle.Get(name); ok && !v.dead.Load() {
+			st = v
+		} else {
+			st = newFileState(c, name, key)
+		}
+		c.open[name] = st
+	}
+	st.refs++
+	if el, ok := c.lruIdx[name]; ok {
+		c.lru.MoveToFront(el)
+	}
+	c.mu.Unlock()
+	st.activate()
+	h := &Handle{st: st}
+	h.lastEnd.Store(-1)
+	return h, nil
+}
+
+// hold and release count users of a state: handles and fetches in flight.
+// The last release closes the state's descriptors and parks it in the idle
+// table.
+func (c *Cache) hold(st *fileState) {
+	c.mu.Lock()
+	st.refs++
+	c.mu.Unlock()
+}
+
+func (c *Cache) release(st *fileState) {
+	c.mu.Lock()
+	st.refs--
+	last := st.refs == 0
+	if last && c.open[st.name] == st {
+		delete(c.open, st.name)
+	}
+	c.mu.Unlock()
+	if last {
+		st.deactivate()
+		if !st.dead.Load() {
+			c.idle.Set(st.name, st, st.cost())
+		}
+	}
+}
+
+// present record: block index and a checksum of it, so garbage is never
+// mistaken for a record.
+const recordSize = 8
+
+func encodeRecord(b uint32) []byte {
+	var r [recordSize]byte
+	binary.LittleEndian.PutUint32(r[:4], b)
+	binary.LittleEndian.PutUint32(r[4:], recordSum(b))
+	return r[:]
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func recordSum(b uint32) uint32 {
+	var x [4]byte
+	binary.LittleEndian.PutUint32(x[:], b)
+	return crc32.Checksum(x[:], castagnoli)
+}

@@ -1,0 +1,420 @@
+package blockcache
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/sys/unix"
+)
+
+const logMagic = "CFSBLK01"
+
+// fileState is the cache's view of one source file, shared by its handles.
+type fileState struct {
+	c       *Cache
+	name    string
+	key     Key
+	nblocks int64
+	refs    int // guarded by Cache.mu
+	dead    atomic.Bool
+	flight  singleflight.Group
+
+	mu      sync.RWMutex
+	bits    []uint64
+	present int64
+	loaded  bool
+	data    *os.File // nil when idle, or when the cache disk failed
+	plog    *os.File
+
+	srcMu  sync.Mutex
+	src    SourceFile
+	srcErr error // sticky only for ErrChanged
+}
+
+func newFileState(c *Cache, name string, key Key) *fileState {
+	bs := c.opts.BlockSize
+	n := (key.Size + bs - 1) / bs
+	return &fileState{c: c, name: name, key: key, nblocks: n, bits: make([]uint64, (n+63)/64)}
+}
+
+func (st *fileState) cost() int64 { return int64(len(st.bits))*8 + 256 }
+
+func (st *fileState) has(b int64) bool {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.bits[b/64]&(1<<(b%64)) != 0
+}
+
+func (st *fileState) header() []byte {
+	var h bytes.Buffer
+	h.WriteString(logMagic)
+	binary.Write(&h, binary.LittleEndian, []int64{st.c.opts.BlockSize, st.key.Size, st.key.Mtime, int64(st.key.Ino)})
+	return h.Bytes()
+}
+
+// activate opens the data file and presence log, loading the log the first
+// time. A failure leaves the state diskless: reads then go to the source.
+func (st *fileState) activate() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.data != nil || st.key.Size == 0 {
+		return
+	}
+	if err := st.openFiles(); err != nil {
+		st.c.degrade(fmt.Errorf("opening cache files of %s: %w", st.key.Path, err))
+		if st.data != nil {
+			st.data.Close()
+		}
+		st.data, st.plog = nil, nil
+	}
+}
+
+func (st *fileState) openFiles() error {
+	p := st.c.dataPath(st.name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	data, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	st.data = data
+	plog, err := os.OpenFile(p+".present", os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	st.plog = plog
+	if st.loaded {
+		return nil
+	}
+	raw, err := io.ReadAll(plog)
+	if err != nil {
+		return err
+	}
+	hdr := st.header()
+	if !bytes.HasPrefix(raw, hdr) {
+		// New, or written for another block size: start over. The data
+		// file is truncated too so no stale block can be read by mistake.
+		if err := plog.Truncate(0); err != nil {
+			return err
+		}
+		if err := data.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := plog.Write(hdr); err != nil {
+			return err
+		}
+		raw = hdr
+	}
+	for r := raw[len(hdr):]; len(r) >= recordSize; r = r[recordSize:] {
+		b := binary.LittleEndian.Uint32(r[:4])
+		if binary.LittleEndian.Uint32(r[4:8]) != recordSum(b) || int64(b) >= st.nblocks {
+			break // a torn or garbage tail: everything after it is ignored
+		}
+		if st.bits[b/64]&(1<<(b%64)) == 0 {
+			st.bits[b/64] |= 1 << (b % 64)
+			st.present++
+		}
+	}
+	st.loaded = true
+	var fst unix.Stat_t
+	if unix.Fstat(int(data.Fd()), &fst) == nil && fst.Size != st.key.Size {
+		// Sparse: the full length costs nothing and lets pread see the
+		// whole file.
+		return data.Truncate(st.key.Size)
+	}
+	return nil
+}
+
+// deactivate closes the state's descriptors unless a user came back. The
+// cache files are local and close fast, so that part runs under Cache.mu;
+// the source file closes outside it, and a fetch that loses its source
+// descriptor to this race simply opens it again.
+func (st *fileState) deactivate() {
+	st.c.mu.Lock()
+	if st.refs != 0 {
+		st.c.mu.Unlock()
+		return
+	}
+	st.mu.Lock()
+	if st.data != nil {
+		st.data.Close()
+		st.plog.Close()
+		st.data, st.plog = nil, nil
+	}
+	st.mu.Unlock()
+	st.c.mu.Unlock()
+	st.srcMu.Lock()
+	if st.src != nil {
+		st.src.Close()
+		st.src = nil
+	}
+	st.srcMu.Unlock()
+}
+
+func (st *fileState) source() (SourceFile, error) {
+	st.srcMu.Lock()
+	defer st.srcMu.Unlock()
+	if st.srcErr != nil {
+		return nil, st.srcErr
+	}
+	if st.src == nil {
+		f, err := st.c.src.Open(st.key)
+		if err != nil {
+			if errors.Is(err, ErrChanged) {
+				st.srcErr = err
+				st.c.log.Error().Str("path", st.key.Path).Err(err).Msg("source file changed since the snapshot; its uncached blocks fail with EIO")
+			}
+			return nil, err
+		}
+		st.src = f
+	}
+	return st.src, nil
+}
+
+// fetch returns block b's bytes, from one source read however many callers
+// ask at once. The read runs detached: a caller that gives up (ctx) leaves
+// it to finish for the others and for the cache.
+func (st *fileState) fetch(ctx context.Context, b int64) ([]byte, error) {
+	ch := st.flight.DoChan(strconv.FormatInt(b, 10), func() (any, error) {
+		st.c.hold(st)
+		defer st.c.release(st)
+		return st.fetchBlock(b)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (st *fileState) fetchBlock(b int64) ([]byte, error) {
+	if st.has(b) {
+		// Stored by a fetch that finished while this one queued.
+		if buf, err := st.readStored(b); err == nil {
+			return buf, nil
+		}
+	}
+	bs := st.c.opts.BlockSize
+	off := b * bs
+	n := min(bs, st.key.Size-off)
+	buf := make([]byte, n)
+	var got int
+	var err error
+	for try := 0; ; try++ {
+		var src SourceFile
+		if src, err = st.source(); err != nil {
+			return nil, err
+		}
+		got, err = src.ReadAt(buf, off)
+		if errors.Is(err, os.ErrClosed) && try == 0 {
+			st.dropSource(src)
+			continue
+		}
+		break
+	}
+	if int64(got) < n {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("%s: short read at %d: %w", st.key.Path, off, ErrChanged)
+		}
+		return nil, err
+	}
+	st.c.misses.Add(1)
+	st.c.fromSource.Add(n)
+	st.store(b, buf)
+	return buf, nil
+}
+
+// dropSource forgets src if it is still the state's source.
+func (st *fileState) dropSource(src SourceFile) {
+	st.srcMu.Lock()
+	if st.src == src {
+		st.src = nil
+	}
+	st.srcMu.Unlock()
+}
+
+func (st *fileState) readStored(b int64) ([]byte, error) {
+	bs := st.c.opts.BlockSize
+	off := b * bs
+	buf := make([]byte, min(bs, st.key.Size-off))
+	if err := st.readCached(buf, off); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// store writes the block, then records it present: never the other way
+// round, so a crash between the two only costs a refetch.
+func (st *fileState) store(b int64, buf []byte) {
+	n := int64(len(buf))
+	if !st.c.admit(st.name, n) {
+		st.c.uncached.Add(n)
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.data == nil {
+		st.c.unadmit(st.name, n)
+		st.c.uncached.Add(n)
+		return
+	}
+	if _, err := st.data.WriteAt(buf, b*st.c.opts.BlockSize); err != nil {
+		st.c.unadmit(st.name, n)
+		st.c.uncached.Add(n)
+		if errors.Is(err, os.ErrClosed) {
+			return
+		}
+		st.c.degrade(fmt.Errorf("writing block %d of %s: %w", b, st.key.Path, err))
+		return
+	}
+	if _, err := st.plog.Write(encodeRecord(uint32(b))); err != nil {
+		st.c.unadmit(st.name, n)
+		st.c.degrade(fmt.Errorf("recording block %d of %s: %w", b, st.key.Path, err))
+		return
+	}
+	if st.bits[b/64]&(1<<(b%64)) == 0 {
+		st.bits[b/64] |= 1 << (b % 64)
+		st.present++
+	}
+}
+
+// readCached reads stored bytes; any error sends the caller to the source.
+func (st *fileState) readCached(p []byte, off int64) error {
+	st.mu.RLock()
+	data := st.data
+	st.mu.RUnlock()
+	if data == nil {
+		return os.ErrClosed
+	}
+	n, err := data.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Handle is one open of a cached file.
+type Handle struct {
+	st      *fileState
+	lastEnd atomic.Int64
+	closed  atomic.Bool
+}
+
+// ReadAt reads p at off, fetching missing blocks. It returns fewer bytes
+// than len(p) only at the end of the file.
+func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	st := h.st
+	size := st.key.Size
+	if off >= size || len(p) == 0 {
+		return 0, nil
+	}
+	end := min(off+int64(len(p)), size)
+	bs := st.c.opts.BlockSize
+	for pos := off; pos < end; {
+		b := pos / bs
+		bStart := b * bs
+		hi := min(end, bStart+bs)
+		dst := p[pos-off : hi-off]
+		if st.has(b) && st.readCached(dst, pos) == nil {
+			st.c.hits.Add(1)
+			st.c.fromCache.Add(int64(len(dst)))
+		} else {
+			data, err := st.fetch(ctx, b)
+			if err != nil {
+				return 0, err
+			}
+			copy(dst, data[pos-bStart:])
+		}
+		pos = hi
+	}
+	h.readAhead(off, end)
+	return int(end - off), nil
+}
+
+// readAhead fetches the next blocks in the background when reads are
+// sequential. A full semaphore skips read-ahead rather than queueing it, so
+// demand reads never wait behind it.
+func (h *Handle) readAhead(off, end int64) {
+	prev := h.lastEnd.Swap(end)
+	st := h.st
+	if off == 0 || off != prev || st.c.opts.ReadAhead == 0 {
+		return
+	}
+	bs := st.c.opts.BlockSize
+	first := (end-1)/bs + 1
+	for b := first; b < first+int64(st.c.opts.ReadAhead) && b < st.nblocks; b++ {
+		if st.has(b) || !st.c.raSem.TryAcquire(1) {
+			continue
+		}
+		st.c.hold(st)
+		go func(b int64) {
+			defer st.c.raSem.Release(1)
+			defer st.c.release(st)
+			st.fetch(context.Background(), b)
+		}(b)
+	}
+}
+
+// CachedFd returns a descriptor holding bytes [off, off+n) when all of them
+// are stored, so the caller can splice them instead of copying. The
+// descriptor stays valid while the handle is open.
+func (h *Handle) CachedFd(off int64, n int) (uintptr, bool) {
+	st := h.st
+	if st.key.Size == 0 || off >= st.key.Size {
+		return 0, false
+	}
+	end := min(off+int64(n), st.key.Size)
+	bs := st.c.opts.BlockSize
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if st.data == nil {
+		return 0, false
+	}
+	for b := off / bs; b <= (end-1)/bs; b++ {
+		if st.bits[b/64]&(1<<(b%64)) == 0 {
+			return 0, false
+		}
+	}
+	st.c.hits.Add((end-1)/bs - off/bs + 1)
+	st.c.fromCache.Add(end - off)
+	return st.data.Fd(), true
+}
+
+// PassthroughFd offers the data file for kernel passthrough when every
+// block is stored: reads then never reach this process.
+func (h *Handle) PassthroughFd() (int, bool) {
+	st := h.st
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if st.data == nil || st.present != st.nblocks || st.nblocks == 0 {
+		return 0, false
+	}
+	st.c.passthrough.Add(1)
+	return int(st.data.Fd()), true
+}
+
+// Close releases the handle; the state's descriptors close with the last.
+func (h *Handle) Close() error {
+	if h.closed.CompareAndSwap(false, true) {
+		h.st.c.release(h.st)
+	}
+	return nil
+}
