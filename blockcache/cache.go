@@ -243,8 +243,9 @@ func (c *Cache) scan() {
 		c.usage += f.bytes
 	}
 	c.evictLocked(0)
+	usage := c.usage
 	c.mu.Unlock()
-	c.log.Info().Int("files", len(fs)).Int64("bytes", c.usage).Msg("cache scanned")
+	c.log.Info().Int("files", len(fs)).Int64("bytes", usage).Msg("cache scanned")
 }
 
 // touchLocked moves name to the front of the LRU, adding bytes.
