@@ -102,7 +102,7 @@ type Cache struct {
 	raSem *semaphore.Weighted
 
 	hits, misses, fromSource, fromCache, evictions, passthrough, uncached atomic.Int64
-	scanDone                                                            chan struct{}
+	scanDone                                                              chan struct{}
 }
 
 type lruEntry struct {
