@@ -1,0 +1,319 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/integration/slowfs"
+	"golang.org/x/sys/unix"
+)
+
+// cacheFixture is a source of random files behind the slow-source fixture,
+// so tests can count the bytes cachefs pulls from it.
+type cacheFixture struct {
+	e        *env
+	base     string // real files
+	slow     string // the fixture's mountpoint: cachefs's source
+	sfs      *slowfs.FS
+	cacheDir string
+	files    map[string][]byte
+}
+
+func newCacheFixture(t *testing.T, sizes map[string]int, opts slowfs.Options) *cacheFixture {
+	e := newEnv(t)
+	f := &cacheFixture{e: e, base: filepath.Join(e.tmp, "base"), slow: filepath.Join(e.tmp, "slow"),
+		cacheDir: filepath.Join(e.tmp, "cache"), files: map[string][]byte{}}
+	os.MkdirAll(f.base, 0o755)
+	os.MkdirAll(f.slow, 0o755)
+	r := rand.New(rand.NewSource(42))
+	for name, n := range sizes {
+		b := make([]byte, n)
+		r.Read(b)
+		p := filepath.Join(f.base, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.files[name] = b
+	}
+	sfs, err := slowfs.Mount(f.base, f.slow, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sfs = sfs
+	t.Cleanup(func() {
+		if err := sfs.Unmount(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
+}
+
+func (f *cacheFixture) mount(mnt string, extra ...string) int {
+	pid, _ := f.e.mount(f.slow, mnt, append([]string{"--cache-dir", f.cacheDir}, extra...)...)
+	return pid
+}
+
+func readAll(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// dropCaches forgets page-cache copies so reads reach the mount again.
+func dropCaches(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200); err != nil {
+		t.Fatalf("dropping the page cache (needs root): %v", err)
+	}
+}
+
+func TestCacheBytesAndReuse(t *testing.T) {
+	const bs = 64 << 10
+	f := newCacheFixture(t, map[string]int{"big": 3*bs*10 + 777, "small": 100, "d/exact": 2 * bs, "empty": 0}, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--block-size", "64KiB")
+
+	// Unaligned ranges across block boundaries and the last partial block.
+	fh, err := os.Open(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.files["big"]
+	r := rand.New(rand.NewSource(7))
+	for i := 0; i < 200; i++ {
+		off := r.Int63n(int64(len(want)))
+		n := 1 + r.Intn(3*bs)
+		p := make([]byte, n)
+		got, err := fh.ReadAt(p, off)
+		if err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p[:got], want[off:min(off+int64(n), int64(len(want)))]) {
+			t.Fatalf("range %d@%d differs", n, off)
+		}
+	}
+	tail := make([]byte, 1000)
+	n, _ := fh.ReadAt(tail, int64(len(want)-500))
+	if n != 500 || !bytes.Equal(tail[:n], want[len(want)-500:]) {
+		t.Fatalf("last partial block: %d bytes", n)
+	}
+	fh.Close()
+	for name, b := range f.files {
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
+			t.Errorf("%s differs", name)
+		}
+	}
+	cold := f.sfs.Counts().BytesRead
+	var total int
+	for _, b := range f.files {
+		total += len(b)
+	}
+	if cold > uint64(float64(total)*1.05) {
+		t.Errorf("cold reads pulled %d bytes from the source for %d bytes of files", cold, total)
+	}
+
+	// A second read, even with the page cache dropped, pulls nothing.
+	f.sfs.Reset()
+	dropCaches(t)
+	for name, b := range f.files {
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
+			t.Errorf("%s differs on the second read", name)
+		}
+	}
+	if c := f.sfs.Counts(); c.BytesRead != 0 || c.Opens != 0 {
+		t.Errorf("second read reached the source: %v", c.Ops)
+	}
+	f.e.unmount(mnt)
+
+	// Nor does a read after remount.
+	f.mount(mnt, "--block-size", "64KiB")
+	f.sfs.Reset()
+	for name, b := range f.files {
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
+			t.Errorf("%s differs after remount", name)
+		}
+	}
+	if c := f.sfs.Counts(); c.BytesRead != 0 {
+		t.Errorf("read after remount pulled %d bytes from the source", c.BytesRead)
+	}
+	r2 := f.e.unmount(mnt)
+	// Passthrough: every complete file was handed to the kernel, so the
+	// daemon itself served nothing.
+	if !strings.Contains(r2.stdout, "served 0 B") || strings.Contains(r2.stdout, " 0 passthrough opens") {
+		t.Errorf("expected passthrough to serve the remounted reads: %q", r2.stdout)
+	}
+}
+
+func TestHeaderReadFetchesOneBlock(t *testing.T) {
+	f := newCacheFixture(t, map[string]int{"rec.bdf": 64 << 20}, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt)
+	fh, err := os.Open(filepath.Join(mnt, "rec.bdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 4096)
+	if _, err := io.ReadFull(fh, p); err != nil || !bytes.Equal(p, f.files["rec.bdf"][:4096]) {
+		t.Fatalf("header: %v", err)
+	}
+	fh.Close()
+	if got := f.sfs.Counts().BytesRead; got > 2<<20 {
+		t.Errorf("a 4 KiB header read pulled %d bytes from the source, want at most 2 blocks", got)
+	}
+	f.e.unmount(mnt)
+}
+
+func TestKill9MidFetchThenRemount(t *testing.T) {
+	const size = 24 << 20
+	f := newCacheFixture(t, map[string]int{"large": size}, slowfs.Options{Bandwidth: 16 << 20})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	pid := f.mount(mnt)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		exec.Command("cat", filepath.Join(mnt, "large")).Run()
+	}()
+	for f.sfs.Counts().BytesRead < 4<<20 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(pid, 10e9)
+	<-done
+	before := f.sfs.Counts().BytesRead
+
+	f.mount(mnt) // cleans the dead mount and takes the cache dir again
+	f.sfs.Reset()
+	if !bytes.Equal(readAll(t, filepath.Join(mnt, "large")), f.files["large"]) {
+		t.Fatal("bytes differ after kill -9 and remount")
+	}
+	again := f.sfs.Counts().BytesRead
+	t.Logf("before kill: %d bytes fetched; after remount: %d", before, again)
+	if again >= size {
+		t.Errorf("remount refetched the whole file (%d bytes): complete blocks were not reused", again)
+	}
+	f.e.unmount(mnt)
+}
+
+func TestChangedSourceFailsUncachedBlocks(t *testing.T) {
+	f := newCacheFixture(t, map[string]int{"rec": 4 << 20}, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--read-ahead", "0")
+	fh, _ := os.Open(filepath.Join(mnt, "rec"))
+	head := make([]byte, 4096)
+	fh.ReadAt(head, 0)
+	fh.Close()
+
+	// Rewrite the source after the snapshot: same size, new bytes and mtime.
+	newBytes := bytes.Repeat([]byte("NEW!"), (4<<20)/4)
+	if err := os.WriteFile(filepath.Join(f.base, "rec"), newBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.Open(filepath.Join(mnt, "rec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	p := make([]byte, 4096)
+	if _, err := fh.ReadAt(p, 0); err != nil || !bytes.Equal(p, f.files["rec"][:4096]) {
+		t.Errorf("cached block of the snapshot's version: %v", err)
+	}
+	_, err = fh.ReadAt(p, 3<<20)
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("uncached block of a changed file: %v, want EIO", err)
+	}
+	if bytes.Contains(p, []byte("NEW!")) {
+		t.Error("served the new version's bytes")
+	}
+	fh.Close()
+	f.e.unmount(mnt)
+	logs, _ := filepath.Glob(filepath.Join(f.cacheDir, "cachefs.log"))
+	if len(logs) == 1 && !strings.Contains(string(readAll(t, logs[0])), "changed since the snapshot") {
+		t.Error("the log does not name the changed file")
+	}
+}
+
+func cacheBytes(t *testing.T, dir string) int64 {
+	var n int64
+	filepath.Walk(filepath.Join(dir, "blocks"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Sys().(*syscall.Stat_t).Blocks * 512
+		}
+		return nil
+	})
+	return n
+}
+
+func TestCacheStaysUnderBudget(t *testing.T) {
+	sizes := map[string]int{}
+	for i := 0; i < 16; i++ {
+		sizes[fmt.Sprintf("d/f%02d", i)] = 512 << 10
+	}
+	f := newCacheFixture(t, sizes, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--cache-size", "4MiB", "--block-size", "256KiB")
+	for name, b := range f.files {
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
+			t.Errorf("%s differs", name)
+		}
+		// Files are closed after each read, so nothing is pinned.
+		if n := cacheBytes(t, f.cacheDir); n > 4<<20+64<<10 {
+			t.Fatalf("cache holds %d bytes with a 4 MiB budget", n)
+		}
+	}
+	r := f.e.unmount(mnt)
+	if strings.Contains(r.stdout, " 0 evictions") {
+		t.Errorf("reading twice the budget evicted nothing: %q", r.stdout)
+	}
+}
+
+func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
+	sizes := map[string]int{}
+	for i := 0; i < 8; i++ {
+		sizes[fmt.Sprintf("f%d", i)] = 1 << 20
+	}
+	f := newCacheFixture(t, sizes, slowfs.Options{})
+	os.MkdirAll(f.cacheDir, 0o700)
+	if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=3m,mode=0700"); err != nil {
+		t.Fatalf("mounting a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--cache-size", "100MiB", "--log-file", filepath.Join(f.e.tmp, "cachefs.log"))
+	for name, b := range f.files {
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
+			t.Errorf("%s differs with a full cache disk", name)
+		}
+	}
+	f.e.unmount(mnt)
+	if !strings.Contains(string(readAll(t, filepath.Join(f.e.tmp, "cachefs.log"))), "cache disk failed") {
+		t.Error("the log does not say the cache disk failed")
+	}
+}
+
+func TestSecondMountOnCacheDirRefused(t *testing.T) {
+	f := newCacheFixture(t, map[string]int{"a": 10}, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt)
+	r := f.e.run("mount", f.slow, filepath.Join(f.e.tmp, "mnt2"), "--cache-dir", f.cacheDir)
+	if r.code != 9 || !strings.Contains(r.stderr, mnt) {
+		t.Errorf("second mount on one cache dir: exit %d %q, want 9 naming the first mount", r.code, r.stderr)
+	}
+	if isMounted(filepath.Join(f.e.tmp, "mnt2")) {
+		t.Error("second mount mounted")
+	}
+	f.e.unmount(mnt)
+}
