@@ -187,7 +187,11 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 		defer close(done)
 		exec.Command("cat", filepath.Join(mnt, "large")).Run()
 	}()
+	deadline := time.Now().Add(30 * time.Second)
 	for f.sfs.Counts().BytesRead < 4<<20 {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch never started")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
