@@ -31,9 +31,15 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// withCode attaches code to err unless err already carries one: the
+// innermost code is the most specific.
 func withCode(code int, err error) error {
 	if err == nil {
 		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
 	}
 	return &exitError{code: code, err: err}
 }

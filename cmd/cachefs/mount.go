@@ -39,6 +39,7 @@ type mountOptions struct {
 	blockSize  string
 	readAhead  int
 	passthru   bool
+	index      indexOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -55,6 +56,7 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	_ = f.MarkHidden("ready-fd")
+	o.index.AddFlags(f)
 }
 
 func newMountCommand(g *globalOptions) *cobra.Command {
@@ -161,6 +163,7 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 		"--cache-size=" + o.cacheSize, "--block-size=" + o.blockSize,
 		"--read-ahead=" + strconv.Itoa(o.readAhead),
 		"--passthrough=" + strconv.FormatBool(o.passthru)}
+	args = append(args, o.index.args()...)
 	if o.cacheDir != "" {
 		args = append(args, "--cache-dir="+o.cacheDir)
 	}
@@ -417,7 +420,7 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 			}
 		}
 	}()
-	snap, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
+	snap, err := o.index.snapshot(ctx, log, src, o.cacheDir, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
 	tick.Stop()
 	close(walkDone)
 	if err != nil {
