@@ -74,13 +74,15 @@ type Options struct {
 
 // Stats are the cache's counters.
 type Stats struct {
-	Hits, Misses        int64 // blocks served from disk, blocks fetched
-	BytesFromSource     int64
-	BytesFromCache      int64
-	Evictions           int64 // files evicted to stay under budget
-	Usage, Budget       int64
-	PassthroughOffered  int64
-	UncachedBytesServed int64 // fetched but not stored: budget full or disk failing
+	Hits                int64 `json:"hits"`   // blocks served from disk
+	Misses              int64 `json:"misses"` // blocks fetched from the source
+	BytesFromSource     int64 `json:"bytes_from_source"`
+	BytesFromCache      int64 `json:"bytes_from_cache"`
+	Evictions           int64 `json:"evictions"` // files evicted to stay under budget
+	Usage               int64 `json:"usage"`
+	Budget              int64 `json:"budget"`
+	PassthroughOffered  int64 `json:"passthrough_opens"`
+	UncachedBytesServed int64 `json:"uncached_bytes"` // fetched but not stored: budget full or disk failing
 }
 
 // Cache is a directory of cached source files. Safe for concurrent use.
@@ -102,12 +104,19 @@ type Cache struct {
 	raSem *semaphore.Weighted
 
 	hits, misses, fromSource, fromCache, evictions, passthrough, uncached atomic.Int64
-	scanDone                                                              chan struct{}
+	// demand counts fetches a reader is waiting on; background work holds
+	// back while it is non-zero.
+	demand   atomic.Int64
+	scanDone chan struct{}
 }
 
 type lruEntry struct {
 	name  string
 	bytes int64
+	// recent marks files read or stored during this run. Background
+	// fetches may evict only files that are not recent, so prefetching
+	// never pushes out what the job itself just read.
+	recent bool
 }
 
 // Open takes the cache directory, creating it 0700, and starts the
@@ -242,7 +251,7 @@ func (c *Cache) scan() {
 		c.lruIdx[f.name] = c.lru.PushBack(&lruEntry{name: f.name, bytes: f.bytes})
 		c.usage += f.bytes
 	}
-	c.evictLocked(0)
+	c.evictLocked(0, false)
 	usage := c.usage
 	c.mu.Unlock()
 	c.log.Info().Int("files", len(fs)).Int64("bytes", usage).Msg("cache scanned")
@@ -257,20 +266,26 @@ func (c *Cache) touchLocked(name string, bytes int64) {
 	} else {
 		c.lru.MoveToFront(el)
 	}
-	el.Value.(*lruEntry).bytes += bytes
+	e := el.Value.(*lruEntry)
+	e.bytes += bytes
+	e.recent = true
 	c.usage += bytes
 }
 
 // evictLocked removes least recently used files that are not open until
-// need more bytes fit under the budget. It reports whether they fit.
-func (c *Cache) evictLocked(need int64) bool {
+// need more bytes fit under the budget. It reports whether they fit. With
+// spareRecent, files used during this run are not evicted either.
+func (c *Cache) evictLocked(need int64, spareRecent bool) bool {
 	if c.opts.MaxBytes <= 0 {
 		return true
+	}
+	if spareRecent && !c.fitsSparingRecentLocked(need) {
+		return false
 	}
 	for el := c.lru.Back(); el != nil && c.usage+need > c.opts.MaxBytes; {
 		prev := el.Prev()
 		e := el.Value.(*lruEntry)
-		if _, busy := c.open[e.name]; !busy {
+		if _, busy := c.open[e.name]; !busy && !(spareRecent && e.recent) {
 			if st, ok := c.idle.Get(e.name); ok {
 				st.dead.Store(true)
 				c.idle.Del(e.name)
@@ -287,15 +302,32 @@ func (c *Cache) evictLocked(need int64) bool {
 	return c.usage+need <= c.opts.MaxBytes
 }
 
+// fitsSparingRecentLocked reports whether need bytes fit after evicting
+// only files that are neither open nor recent.
+func (c *Cache) fitsSparingRecentLocked(need int64) bool {
+	free := c.opts.MaxBytes - c.usage
+	for el := c.lru.Back(); el != nil && free < need; el = el.Prev() {
+		e := el.Value.(*lruEntry)
+		if _, busy := c.open[e.name]; !busy && !e.recent {
+			free += e.bytes
+		}
+	}
+	return free >= need
+}
+
 // admit reserves room for n more bytes, evicting if needed. False means
-// serve the block without storing it.
-func (c *Cache) admit(name string, n int64) bool {
+// serve the block without storing it. Background fetches are admitted only
+// when they fit without evicting anything this run has used.
+func (c *Cache) admit(name string, n int64, background bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Now().Before(c.degraded) {
 		return false
 	}
-	if !c.evictLocked(n) {
+	if background {
+		return c.evictLocked(n, true) && c.touch(name, n)
+	}
+	if !c.evictLocked(n, false) {
 		if !c.full {
 			c.full = true
 			c.log.Warn().Int64("budget", c.opts.MaxBytes).Msg("cache budget is taken by open files; serving new blocks without storing them")
@@ -303,8 +335,21 @@ func (c *Cache) admit(name string, n int64) bool {
 		return false
 	}
 	c.full = false
+	return c.touch(name, n)
+}
+
+func (c *Cache) touch(name string, n int64) bool {
 	c.touchLocked(name, n)
 	return true
+}
+
+// roomForBackground reports whether a background fetch of n bytes would be
+// stored; it is asked before reading the source, so prefetch never reads
+// bytes it would have to throw away.
+func (c *Cache) roomForBackground(n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().After(c.degraded) && (c.opts.MaxBytes <= 0 || c.fitsSparingRecentLocked(n))
 }
 
 // unadmit gives back a reservation whose write failed.
@@ -345,6 +390,7 @@ func (c *Cache) OpenFile(key Key) (*Handle, error) {
 	st.refs++
 	if el, ok := c.lruIdx[name]; ok {
 		c.lru.MoveToFront(el)
+		el.Value.(*lruEntry).recent = true
 	}
 	c.mu.Unlock()
 	st.activate()

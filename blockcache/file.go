@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
@@ -185,11 +186,11 @@ func (st *fileState) source() (SourceFile, error) {
 // fetch returns block b's bytes, from one source read however many callers
 // ask at once. The read runs detached: a caller that gives up (ctx) leaves
 // it to finish for the others and for the cache.
-func (st *fileState) fetch(ctx context.Context, b int64) ([]byte, error) {
+func (st *fileState) fetch(ctx context.Context, b int64, background bool) ([]byte, error) {
 	ch := st.flight.DoChan(strconv.FormatInt(b, 10), func() (any, error) {
 		st.c.hold(st)
 		defer st.c.release(st)
-		return st.fetchBlock(b)
+		return st.fetchBlock(b, background)
 	})
 	select {
 	case r := <-ch:
@@ -202,7 +203,7 @@ func (st *fileState) fetch(ctx context.Context, b int64) ([]byte, error) {
 	}
 }
 
-func (st *fileState) fetchBlock(b int64) ([]byte, error) {
+func (st *fileState) fetchBlock(b int64, background bool) ([]byte, error) {
 	if st.has(b) {
 		// Stored by a fetch that finished while this one queued.
 		if buf, err := st.readStored(b); err == nil {
@@ -212,6 +213,9 @@ func (st *fileState) fetchBlock(b int64) ([]byte, error) {
 	bs := st.c.opts.BlockSize
 	off := b * bs
 	n := min(bs, st.key.Size-off)
+	if background && !st.c.roomForBackground(n) {
+		return nil, ErrNoRoom
+	}
 	buf := make([]byte, n)
 	var got int
 	var err error
@@ -235,7 +239,7 @@ func (st *fileState) fetchBlock(b int64) ([]byte, error) {
 	}
 	st.c.misses.Add(1)
 	st.c.fromSource.Add(n)
-	st.store(b, buf)
+	st.store(b, buf, background)
 	return buf, nil
 }
 
@@ -260,9 +264,9 @@ func (st *fileState) readStored(b int64) ([]byte, error) {
 
 // store writes the block, then records it present: never the other way
 // round, so a crash between the two only costs a refetch.
-func (st *fileState) store(b int64, buf []byte) {
+func (st *fileState) store(b int64, buf []byte, background bool) {
 	n := int64(len(buf))
-	if !st.c.admit(st.name, n) {
+	if !st.c.admit(st.name, n, background) {
 		st.c.uncached.Add(n)
 		return
 	}
@@ -337,7 +341,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			st.c.hits.Add(1)
 			st.c.fromCache.Add(int64(len(dst)))
 		} else {
-			data, err := st.fetch(ctx, b)
+			st.c.demand.Add(1)
+			data, err := st.fetch(ctx, b, false)
+			st.c.demand.Add(-1)
 			if err != nil {
 				return 0, err
 			}
@@ -368,7 +374,7 @@ func (h *Handle) readAhead(off, end int64) {
 		go func(b int64) {
 			defer st.c.raSem.Release(1)
 			defer st.c.release(st)
-			st.fetch(context.Background(), b)
+			st.fetch(context.Background(), b, false)
 		}(b)
 	}
 }
@@ -417,4 +423,55 @@ func (h *Handle) Close() error {
 		h.st.c.release(h.st)
 	}
 	return nil
+}
+
+// ErrNoRoom means a background fetch was not started because storing it
+// would evict data this run has used.
+var ErrNoRoom = errors.New("cache budget is taken by recently used data")
+
+// Warm fetches every missing block of key's file at background priority:
+// before each block it waits while any reader waits on a demand fetch, and
+// it stops with ErrNoRoom rather than evict recently used data. It returns
+// the bytes it fetched.
+func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
+	h, err := c.OpenFile(key)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	st := h.st
+	var fetched int64
+	for b := int64(0); b < st.nblocks; b++ {
+		if st.has(b) {
+			continue
+		}
+		for c.demand.Load() > 0 {
+			select {
+			case <-ctx.Done():
+				return fetched, ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		data, err := st.fetch(ctx, b, true)
+		if err != nil {
+			return fetched, err
+		}
+		fetched += int64(len(data))
+	}
+	return fetched, nil
+}
+
+// Cached reports whether every block of key's file is stored.
+func (c *Cache) Cached(key Key) bool {
+	if key.Size == 0 {
+		return true
+	}
+	h, err := c.OpenFile(key)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	h.st.mu.RLock()
+	defer h.st.mu.RUnlock()
+	return h.st.present == h.st.nblocks
 }

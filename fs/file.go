@@ -33,6 +33,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, n.t.m.fail("open", n.idx, 0, 0, err)
 	}
 	n.t.m.stats.Opens.Add(1)
+	if n.t.m.onOpen != nil {
+		n.t.m.onOpen(n.idx)
+	}
 	// The snapshot pins the file's size and mtime, so pages cached by an
 	// earlier open are still right: keep them.
 	return &fileHandle{n: n, r: r}, fuse.FOPEN_KEEP_CACHE, 0

@@ -41,6 +41,9 @@ type Config struct {
 	GoFuseLog *log.Logger
 	// Passthrough lets fully cached files be read by the kernel directly.
 	Passthrough bool
+	// OnOpen, if set, hears of every successful open of a regular file;
+	// the prefetcher uses it. It must not block.
+	OnOpen func(idx uint32)
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -60,12 +63,13 @@ type Mount struct {
 	// file makes one log line, not one per read.
 	failed      sync.Map
 	passthrough bool
+	onOpen      func(idx uint32)
 }
 
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
-	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough}
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen}
 	t := &tree{snap: cfg.Snapshot, content: cfg.Content, m: m}
 	root := &node{t: t, idx: 0}
 	timeout := forever

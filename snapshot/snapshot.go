@@ -86,13 +86,13 @@ type rdevRec struct {
 
 // Stats summarises a snapshot.
 type Stats struct {
-	Entries  int64 // every entry below and including the root
-	Dirs     int64
-	Files    int64
-	Symlinks int64
-	Other    int64
-	Bytes    int64 // sum of regular file sizes
-	Errors   int64 // directories or entries the walk could not read
+	Entries  int64 `json:"entries"` // every entry below and including the root
+	Dirs     int64 `json:"dirs"`
+	Files    int64 `json:"files"`
+	Symlinks int64 `json:"symlinks"`
+	Other    int64 `json:"other"`
+	Bytes    int64 `json:"bytes"`      // sum of regular file sizes
+	Errors   int64 `json:"unreadable"` // directories or entries the walk could not read
 }
 
 // Snapshot is the immutable, pointer-free tree. See the package comment.

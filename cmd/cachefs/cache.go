@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cachefs/cachefs/blockcache"
 	cfs "github.com/cachefs/cachefs/fs"
+	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
@@ -23,8 +25,7 @@ type cacheContent struct {
 }
 
 func (c cacheContent) Open(idx uint32) (cfs.Reader, error) {
-	a := c.snap.Attr(idx)
-	return c.cache.OpenFile(blockcache.Key{Path: c.snap.Path(idx), Ino: a.Ino, Size: a.Size, Mtime: a.Mtime})
+	return c.cache.OpenFile(c.key(idx))
 }
 
 // parseCacheSize reads "50G", "500GiB" or "80%" (of the filesystem holding
@@ -77,4 +78,27 @@ func openCache(log zerolog.Logger, o *mountOptions, src, mnt string, rootDev uin
 	}
 	log.Info().Str("cache_dir", o.cacheDir).Int64("budget", size).Uint64("block_size", bs).Msg("block cache ready")
 	return c, nil
+}
+
+func (c cacheContent) key(idx uint32) blockcache.Key {
+	a := c.snap.Attr(idx)
+	return blockcache.Key{Path: c.snap.Path(idx), Ino: a.Ino, Size: a.Size, Mtime: a.Mtime}
+}
+
+// warm fetches idx whole into the cache at background priority.
+func (c cacheContent) warm(ctx context.Context, idx uint32) (int64, error) {
+	n, err := c.cache.Warm(ctx, c.key(idx))
+	if errors.Is(err, blockcache.ErrNoRoom) {
+		err = fmt.Errorf("%w: %w", prefetch.ErrNoRoom, err)
+	}
+	return n, err
+}
+
+func (c cacheContent) cached(idx uint32) bool { return c.cache.Cached(c.key(idx)) }
+
+// prefetchWarmer adapts cacheContent to prefetch.Warmer.
+type prefetchWarmer struct{ c cacheContent }
+
+func (w prefetchWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
+	return w.c.warm(ctx, idx)
 }

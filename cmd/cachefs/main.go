@@ -61,7 +61,7 @@ server. File contents are read from the source on demand.` + "\n" + exitStatusHe
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
-	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g))
+	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g))
 	return cmd
 }
 

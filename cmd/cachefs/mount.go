@@ -19,6 +19,7 @@ import (
 	"time"
 
 	cfs "github.com/cachefs/cachefs/fs"
+	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
@@ -40,6 +41,10 @@ type mountOptions struct {
 	readAhead  int
 	passthru   bool
 	index      indexOptions
+	prefetch   string
+	pfWorkers  int
+	pfFiles    int
+	pfBytes    string
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -53,6 +58,10 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.blockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
 	f.IntVar(&o.readAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
 	f.BoolVar(&o.passthru, "passthrough", true, "let the kernel read fully cached files directly (Linux 6.9+, root)")
+	f.StringVar(&o.prefetch, "prefetch", "dir", "on open, fetch the directory's other files in the background: dir or off")
+	f.IntVar(&o.pfWorkers, "prefetch-workers", 4, "files prefetched at once")
+	f.IntVar(&o.pfFiles, "prefetch-dir-files", 256, "most files queued per directory")
+	f.StringVar(&o.pfBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	_ = f.MarkHidden("ready-fd")
@@ -113,6 +122,12 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []str
 	if o.walkers < 1 || o.walkers > 4096 {
 		return usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
 	}
+	if o.prefetch != "dir" && o.prefetch != "off" {
+		return usageError(fmt.Errorf("--prefetch %q: want dir or off", o.prefetch))
+	}
+	if b, err := humanize.ParseBytes(o.pfBytes); err != nil || b == 0 {
+		return usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.pfBytes))
+	}
 	src, err := filepath.Abs(args[0])
 	if err != nil {
 		return usageError(err)
@@ -162,7 +177,9 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 		"--debug-fuse=" + strconv.FormatBool(o.debugFuse),
 		"--cache-size=" + o.cacheSize, "--block-size=" + o.blockSize,
 		"--read-ahead=" + strconv.Itoa(o.readAhead),
-		"--passthrough=" + strconv.FormatBool(o.passthru)}
+		"--passthrough=" + strconv.FormatBool(o.passthru),
+		"--prefetch=" + o.prefetch, "--prefetch-workers=" + strconv.Itoa(o.pfWorkers),
+		"--prefetch-dir-files=" + strconv.Itoa(o.pfFiles), "--prefetch-dir-bytes=" + o.pfBytes}
 	args = append(args, o.index.args()...)
 	if o.cacheDir != "" {
 		args = append(args, "--cache-dir="+o.cacheDir)
@@ -431,10 +448,22 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	}
 	walkSecs := time.Since(start).Seconds()
 
+	content := cacheContent{snap: snap, cache: cache}
+	var pf *prefetch.Prefetcher
+	var onOpen func(uint32)
+	if o.prefetch == "dir" {
+		pfBytes, _ := humanize.ParseBytes(o.pfBytes)
+		pf = prefetch.New(snap, prefetchWarmer{content}, prefetch.Options{
+			Workers: o.pfWorkers, PerDir: o.pfFiles, DirBytes: int64(pfBytes),
+			Logger: log.With().Str("component", "prefetch").Logger()})
+		defer pf.Close()
+		onOpen = pf.OnOpen
+	}
 	fsLog := log.With().Str("component", "fuse").Logger()
 	m, err := cfs.New(mnt, cfs.Config{
 		Snapshot:    snap,
-		Content:     cacheContent{snap: snap, cache: cache},
+		Content:     content,
+		OnOpen:      onOpen,
 		FsName:      src,
 		AllowOther:  o.allowOther,
 		Logger:      fsLog,
@@ -445,9 +474,17 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	if err != nil {
 		return withCode(exitMountFailed, err)
 	}
-	ok, why := m.PassthroughAvailable()
-	log.Info().Bool("passthrough", ok).Msg(why)
+	ptOK, why := m.PassthroughAvailable()
+	log.Info().Bool("passthrough", ptOK).Msg(why)
 	started := time.Now()
+	state := &daemonState{src: src, mnt: mnt, cacheDir: o.cacheDir, logFile: o.logFile, started: started,
+		snap: snap, m: m, cache: cache, content: content, pf: pf, passthrough: ptOK, log: log}
+	stopControl, err := serveControl(state)
+	if err != nil {
+		log.Warn().Err(err).Msg("no control socket: status and warm will not reach this mount")
+		stopControl = func() {}
+	}
+	defer stopControl()
 	rec := &record{Pid: os.Getpid(), Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile, Started: started}
 	if err := writeRecord(rec); err != nil {
 		log.Warn().Err(err).Msg("cannot write the runtime record; unmount will not wait for this daemon")
@@ -477,17 +514,13 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	m.Wait()
 	close(served)
 
-	s := m.Stats()
 	rec.Exited = true
-	cs := cache.Stats()
-	rec.Final = &figures{Entries: st.Entries, Opens: s.Opens.Load(), BytesServed: s.BytesServed.Load(),
-		Errors: s.Errors.Load(), Uptime: time.Since(started).Seconds(),
-		BytesFromSource: cs.BytesFromSource, BytesFromCache: cs.BytesFromCache, CacheUsage: cs.Usage,
-		CacheBudget: cs.Budget, Passthrough: cs.PassthroughOffered, Evictions: cs.Evictions}
-	log.Info().Int64("opens", rec.Final.Opens).Int64("bytes_served", rec.Final.BytesServed).
-		Int64("errors", rec.Final.Errors).Msg("unmounted")
+	rec.Final = ptr(state.status())
+	log.Info().Msg(figuresLine(rec.Final))
 	if err := writeRecord(rec); err != nil {
 		log.Warn().Err(err).Msg("cannot write the final figures")
 	}
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -136,30 +136,14 @@ func isStale(path string) bool {
 // record is what a daemon leaves in the runtime directory so that unmount
 // can find its pid and the figures it served.
 type record struct {
-	Pid        int       `json:"pid"`
-	Source     string    `json:"source"`
-	Mountpoint string    `json:"mountpoint"`
-	CacheDir   string    `json:"cache_dir"`
-	LogFile    string    `json:"log_file"`
-	Started    time.Time `json:"started"`
-	Exited     bool      `json:"exited,omitempty"`
-	Final      *figures  `json:"final,omitempty"`
-}
-
-// figures are a mount's counters, printed by unmount.
-type figures struct {
-	Entries     int64   `json:"entries"`
-	Opens       int64   `json:"opens"`
-	BytesServed int64   `json:"bytes_served"`
-	Errors      int64   `json:"errors"`
-	Uptime      float64 `json:"uptime_seconds"`
-	// From the block cache.
-	BytesFromSource int64 `json:"bytes_from_source"`
-	BytesFromCache  int64 `json:"bytes_from_cache"`
-	CacheUsage      int64 `json:"cache_usage"`
-	CacheBudget     int64 `json:"cache_budget"`
-	Passthrough     int64 `json:"passthrough_opens"`
-	Evictions       int64 `json:"evictions"`
+	Pid        int          `json:"pid"`
+	Source     string       `json:"source"`
+	Mountpoint string       `json:"mountpoint"`
+	CacheDir   string       `json:"cache_dir"`
+	LogFile    string       `json:"log_file"`
+	Started    time.Time    `json:"started"`
+	Exited     bool         `json:"exited,omitempty"`
+	Final      *statusReply `json:"final,omitempty"`
 }
 
 // runtimeDir holds the records of this user's mounts.

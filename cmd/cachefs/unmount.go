@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -104,12 +103,6 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 		fmt.Printf("cachefs: unmounted %s (the daemon left no figures; see %s)\n", mnt, rec.LogFile)
 		return nil
 	}
-	f := final.Final
-	fmt.Printf("cachefs: unmounted %s: served %s in %s opens from %s entries over %s, %d errors; "+
-		"%s from the source, %s from the cache, %s passthrough opens; cache %s of %s, %d evictions\n",
-		mnt, humanize.IBytes(uint64(f.BytesServed)), humanize.Comma(f.Opens), humanize.Comma(f.Entries),
-		time.Duration(f.Uptime*float64(time.Second)).Round(time.Second), f.Errors,
-		humanize.IBytes(uint64(f.BytesFromSource)), humanize.IBytes(uint64(f.BytesFromCache)),
-		humanize.Comma(f.Passthrough), humanize.IBytes(uint64(f.CacheUsage)), humanize.IBytes(uint64(f.CacheBudget)), f.Evictions)
+	fmt.Printf("cachefs: unmounted %s: %s\n", mnt, figuresLine(final.Final))
 	return nil
 }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+)
+
+type statusOptions struct {
+	json bool
+}
+
+func (o *statusOptions) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON: an object for one MOUNTPOINT, an array otherwise")
+}
+
+func newStatusCommand(g *globalOptions) *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [MOUNTPOINT]",
+		Short: "Show what a cachefs mount is doing (all of this user's mounts by default)",
+		Long: `Show source, mountpoint, cache directory, snapshot size, cache usage and budget,
+hits and misses, bytes read from the source and served, prefetch queue,
+passthrough and uptime, as a table or, with --json, for scripts.` + "\n" + exitStatusHelp,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError(fmt.Errorf("status: at most one MOUNTPOINT (see 'cachefs status --help')"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runStatus(cmd.Context(), g, o, args)
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// liveRecord returns the runtime record of a mounted, running cachefs at mnt.
+func liveRecord(mnt string) (*record, error) {
+	me, mounted, err := findMount(mnt)
+	if err != nil {
+		return nil, withCode(exitInternal, err)
+	}
+	if !mounted || me.FSType != fsType {
+		return nil, withCode(exitNotMounted, fmt.Errorf("%s is not a cachefs mount", mnt))
+	}
+	rec, err := readRecord(mnt)
+	if err != nil || rec.Mountpoint != mnt || rec.Exited || !processAlive(rec.Pid) {
+		return nil, withCode(exitNotMounted, fmt.Errorf("%s: no running daemon of this user serves it (see 'cachefs unmount %s')", mnt, mnt))
+	}
+	return rec, nil
+}
+
+func fetchStatus(ctx context.Context, rec *record) (*statusReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := newRequest(ctx, "GET", "/status", nil)
+	resp, err := dialControl(rec.CacheDir).Do(req)
+	if err != nil {
+		return nil, withCode(exitMountFailed, fmt.Errorf("%s: the daemon does not answer: %w", rec.Mountpoint, err))
+	}
+	defer resp.Body.Close()
+	var r statusReply
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, withCode(exitInternal, fmt.Errorf("%s: bad status reply: %w", rec.Mountpoint, err))
+	}
+	return &r, nil
+}
+
+func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []string) error {
+	if _, err := g.logger(os.Stderr); err != nil {
+		return err
+	}
+	var recs []*record
+	if len(args) == 1 {
+		mnt, err := filepath.Abs(args[0])
+		if err != nil {
+			return usageError(err)
+		}
+		rec, err := liveRecord(mnt)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, rec)
+	} else {
+		files, _ := filepath.Glob(filepath.Join(runtimeDir(), "*.json"))
+		for _, f := range files {
+			var r record
+			b, err := os.ReadFile(f)
+			if err != nil || json.Unmarshal(b, &r) != nil {
+				continue
+			}
+			if rec, err := liveRecord(r.Mountpoint); err == nil {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	var replies []*statusReply
+	for _, rec := range recs {
+		r, err := fetchStatus(ctx, rec)
+		if err != nil {
+			return err
+		}
+		replies = append(replies, r)
+	}
+	if o.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if len(args) == 1 {
+			return enc.Encode(replies[0])
+		}
+		if replies == nil {
+			replies = []*statusReply{}
+		}
+		return enc.Encode(replies)
+	}
+	if len(replies) == 0 {
+		fmt.Println("cachefs: no mounts")
+		return nil
+	}
+	for i, r := range replies {
+		if i > 0 {
+			fmt.Println()
+		}
+		printStatus(r)
+	}
+	return nil
+}
+
+func printStatus(r *statusReply) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	c := r.Cache
+	s := r.Snapshot
+	fmt.Fprintf(tw, "mountpoint\t%s\n", r.Mountpoint)
+	fmt.Fprintf(tw, "source\t%s\n", r.Source)
+	fmt.Fprintf(tw, "cache dir\t%s\n", r.CacheDir)
+	fmt.Fprintf(tw, "daemon\tpid %d, up %s, log %s\n", r.Pid, time.Duration(r.UptimeSeconds*1e9).Round(time.Second), r.LogFile)
+	fmt.Fprintf(tw, "snapshot\t%s entries (%s dirs, %s files), %s, %d unreadable\n",
+		humanize.Comma(s.Entries), humanize.Comma(s.Dirs), humanize.Comma(s.Files), humanize.IBytes(uint64(s.Bytes)), s.Errors)
+	budget := "no limit"
+	if c.Budget > 0 {
+		budget = humanize.IBytes(uint64(c.Budget))
+	}
+	fmt.Fprintf(tw, "cache\t%s used of %s; %s block hits, %s misses; %d evictions\n",
+		humanize.IBytes(uint64(c.Usage)), budget, humanize.Comma(c.Hits), humanize.Comma(c.Misses), c.Evictions)
+	fmt.Fprintf(tw, "traffic\t%s from the source, %s served in %s opens, %d errors\n",
+		humanize.IBytes(uint64(c.BytesFromSource)), humanize.IBytes(uint64(r.BytesServed)), humanize.Comma(r.Opens), r.Errors)
+	if p := r.Prefetch; p != nil {
+		fmt.Fprintf(tw, "prefetch\t%d queued, %d running, %s files done (%s)\n", p.Queued, p.Running, humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)))
+	} else {
+		fmt.Fprintf(tw, "prefetch\toff\n")
+	}
+	pt := "off"
+	if r.Passthrough {
+		pt = fmt.Sprintf("on (%s opens)", humanize.Comma(c.PassthroughOffered))
+	}
+	fmt.Fprintf(tw, "passthrough\t%s\n", pt)
+	tw.Flush()
+}
+
+// figuresLine is the one-line account unmount prints and the log keeps.
+func figuresLine(r *statusReply) string {
+	c := r.Cache
+	var b strings.Builder
+	fmt.Fprintf(&b, "served %s in %s opens from %s entries over %s, %d errors; %s from the source, %s from the cache, %s passthrough opens; cache %s of %s, %d evictions",
+		humanize.IBytes(uint64(r.BytesServed)), humanize.Comma(r.Opens), humanize.Comma(r.Snapshot.Entries),
+		time.Duration(r.UptimeSeconds*1e9).Round(time.Second), r.Errors,
+		humanize.IBytes(uint64(c.BytesFromSource)), humanize.IBytes(uint64(c.BytesFromCache)),
+		humanize.Comma(c.PassthroughOffered), humanize.IBytes(uint64(c.Usage)), humanize.IBytes(uint64(c.Budget)), c.Evictions)
+	if p := r.Prefetch; p != nil {
+		fmt.Fprintf(&b, "; prefetched %s files (%s)", humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)))
+	}
+	return b.String()
+}

@@ -1,0 +1,193 @@
+// Package prefetch warms the block cache ahead of a dataloader: when a file
+// is opened, the other regular files of its directory are queued for
+// background fetching, nearest names first.
+//
+// # Invariants
+//
+//   - Each directory is queued at most once per mount, and each file at most
+//     once, so a job that opens every file of a directory costs one scan of
+//     its listing, not one per open.
+//   - A directory contributes at most Options.PerDir files and
+//     Options.DirBytes bytes; a huge directory cannot flood the source.
+//   - Work runs on Options.Workers goroutines at background priority: the
+//     Warmer holds back while demand reads wait, and refuses to evict data
+//     the job used recently; on such a refusal the whole queue is dropped
+//     and prefetching stops until the next open finds room again.
+//   - Nothing here touches the source's metadata: listings come from the
+//     snapshot.
+package prefetch
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/cachefs/cachefs/snapshot"
+	"github.com/rs/zerolog"
+)
+
+// Warmer fetches a whole file into the cache at background priority. It
+// returns an error wrapping ErrNoRoom when storing would evict recently used
+// data.
+type Warmer interface {
+	Warm(ctx context.Context, idx uint32) (int64, error)
+}
+
+// ErrNoRoom is what a Warmer wraps when the cache has no room to spare.
+var ErrNoRoom = errors.New("no room in the cache")
+
+// Options bound the prefetcher.
+type Options struct {
+	Workers  int   // default 4
+	PerDir   int   // files queued per directory; default 256
+	DirBytes int64 // bytes queued per directory; default 1 GiB
+	Logger   zerolog.Logger
+}
+
+// Stats are the prefetcher's counters.
+type Stats struct {
+	Queued  int   `json:"queued"`  // files waiting
+	Running int   `json:"running"` // files being fetched now
+	Done    int64 `json:"done"`    // files fetched
+	Bytes   int64 `json:"bytes"`   // bytes fetched from the source
+	Stopped int64 `json:"stopped"` // times the queue was dropped for want of room
+}
+
+// Prefetcher queues directories' files on open and warms them.
+type Prefetcher struct {
+	opts Options
+	snap *snapshot.Snapshot
+	w    Warmer
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []uint32
+	dirs    map[uint32]bool
+	files   map[uint32]bool
+	running int
+	done    int64
+	bytes   int64
+	stopped int64
+}
+
+// New starts the workers; Close stops them.
+func New(snap *snapshot.Snapshot, w Warmer, opts Options) *Prefetcher {
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.PerDir <= 0 {
+		opts.PerDir = 256
+	}
+	if opts.DirBytes <= 0 {
+		opts.DirBytes = 1 << 30
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Prefetcher{opts: opts, snap: snap, w: w, ctx: ctx, stop: cancel,
+		dirs: map[uint32]bool{}, files: map[uint32]bool{}}
+	p.cond = sync.NewCond(&p.mu)
+	for i := 0; i < opts.Workers; i++ {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return p
+}
+
+// Close drops the queue and waits for running fetches to end.
+func (p *Prefetcher) Close() {
+	p.stop()
+	p.mu.Lock()
+	p.queue = nil
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// Stats returns the counters.
+func (p *Prefetcher) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Queued: len(p.queue), Running: p.running, Done: p.done, Bytes: p.bytes, Stopped: p.stopped}
+}
+
+// OnOpen queues the siblings of the opened file idx: the ones after it
+// first (dataloaders mostly go forward), then the ones before it.
+func (p *Prefetcher) OnOpen(idx uint32) {
+	dir := p.snap.Parent(idx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.files[idx] = true
+	if p.dirs[dir] {
+		return
+	}
+	p.dirs[dir] = true
+	lo, hi := p.snap.Children(dir)
+	var n int
+	var bytes int64
+	add := func(c uint32) bool {
+		if p.files[c] {
+			return true
+		}
+		a := p.snap.Attr(c)
+		if !a.IsRegular() || a.Size == 0 {
+			return true
+		}
+		if n >= p.opts.PerDir || bytes+a.Size > p.opts.DirBytes {
+			return false
+		}
+		p.files[c] = true
+		p.queue = append(p.queue, c)
+		n++
+		bytes += a.Size
+		return true
+	}
+	for c := idx + 1; c < hi && add(c); c++ {
+	}
+	for c := int64(idx) - 1; c >= int64(lo) && add(uint32(c)); c-- {
+	}
+	p.cond.Broadcast()
+}
+
+func (p *Prefetcher) work() {
+	defer p.wg.Done()
+	for {
+		p.mu.Lock()
+		for len(p.queue) == 0 && p.ctx.Err() == nil {
+			p.cond.Wait()
+		}
+		if p.ctx.Err() != nil {
+			p.mu.Unlock()
+			return
+		}
+		idx := p.queue[0]
+		p.queue = p.queue[1:]
+		p.running++
+		p.mu.Unlock()
+
+		n, err := p.w.Warm(p.ctx, idx)
+
+		p.mu.Lock()
+		p.running--
+		p.bytes += n
+		switch {
+		case err == nil:
+			p.done++
+		case errors.Is(err, ErrNoRoom):
+			if len(p.queue) > 0 {
+				p.opts.Logger.Info().Int("dropped", len(p.queue)).Msg("prefetch stopped: the cache has no room without evicting recently read data")
+			}
+			p.stopped++
+			// Forget what was queued so a later open may try again once
+			// room has been made; the Warmer checks for room before it
+			// reads anything, so a retry costs the source nothing.
+			p.queue = nil
+			p.dirs = map[uint32]bool{}
+			p.files = map[uint32]bool{}
+		case p.ctx.Err() == nil:
+			p.opts.Logger.Debug().Err(err).Str("path", p.snap.Path(idx)).Msg("prefetch failed")
+		}
+		p.mu.Unlock()
+	}
+}

@@ -1,0 +1,100 @@
+package prefetch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/snapshot"
+)
+
+type fakeWarmer struct {
+	mu     sync.Mutex
+	warmed []string
+	snap   *snapshot.Snapshot
+	room   int // files that fit; -1 unlimited
+}
+
+func (f *fakeWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.room == 0 {
+		return 0, fmt.Errorf("warm: %w", ErrNoRoom)
+	}
+	f.room--
+	f.warmed = append(f.warmed, f.snap.Name(idx))
+	return f.snap.Attr(idx).Size, nil
+}
+
+func tree(t *testing.T, files int) *snapshot.Snapshot {
+	b := snapshot.NewBuilder()
+	d := b.NewDir()
+	var es []snapshot.Entry
+	for i := 0; i < files; i++ {
+		es = append(es, snapshot.Entry{Name: fmt.Sprintf("f%03d", i), Dir: snapshot.NoDir,
+			Attr: snapshot.Attr{Mode: snapshot.ModeReg | 0o644, Size: 100, Ino: uint64(10 + i)}})
+	}
+	es = append(es, snapshot.Entry{Name: "sub", Dir: snapshot.NoDir, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 5}})
+	b.SetDir(d, es)
+	b.SetDir(0, []snapshot.Entry{{Name: "d", Dir: d, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 2}}})
+	s, err := b.Build(snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func settle(t *testing.T, p *Prefetcher) Stats {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := p.Stats()
+		if st.Queued == 0 && st.Running == 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetch never settled: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSiblingsNearestFirst(t *testing.T) {
+	s := tree(t, 10)
+	w := &fakeWarmer{snap: s, room: -1}
+	p := New(s, w, Options{Workers: 1})
+	defer p.Close()
+	d, _ := s.Lookup(0, "d")
+	f5, _ := s.Lookup(d, "f005")
+	p.OnOpen(f5)
+	p.OnOpen(f5 + 1) // same directory: queued once
+	st := settle(t, p)
+	want := []string{"f006", "f007", "f008", "f009", "f004", "f003", "f002", "f001", "f000"}
+	if fmt.Sprint(w.warmed) != fmt.Sprint(want) || st.Done != 9 || st.Bytes != 900 {
+		t.Errorf("warmed %v (stats %+v), want %v", w.warmed, st, want)
+	}
+}
+
+func TestPerDirLimitAndNoRoom(t *testing.T) {
+	s := tree(t, 50)
+	w := &fakeWarmer{snap: s, room: -1}
+	p := New(s, w, Options{Workers: 2, PerDir: 5})
+	d, _ := s.Lookup(0, "d")
+	lo, _ := s.Children(d)
+	p.OnOpen(lo)
+	settle(t, p)
+	p.Close()
+	if len(w.warmed) != 5 {
+		t.Errorf("warmed %d files with PerDir 5", len(w.warmed))
+	}
+
+	w = &fakeWarmer{snap: s, room: 3}
+	p = New(s, w, Options{Workers: 1})
+	defer p.Close()
+	p.OnOpen(lo)
+	st := settle(t, p)
+	if len(w.warmed) != 3 || st.Stopped != 1 {
+		t.Errorf("with room for 3: warmed %d, stats %+v", len(w.warmed), st)
+	}
+}
