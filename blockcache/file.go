@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,7 +35,8 @@ type fileState struct {
 	bits    []uint64
 	present int64
 	loaded  bool
-	data    *os.File // nil when idle, or when the cache disk failed
+	active  bool     // between activate and deactivate
+	data    *os.File // nil when idle, before the first store, or when the cache disk failed
 	plog    *os.File
 
 	srcMu  sync.Mutex
@@ -68,35 +70,61 @@ func (st *fileState) header() []byte {
 func (st *fileState) activate() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.active = true
 	if st.data != nil || st.key.Size == 0 {
 		return
 	}
-	if err := st.openFiles(); err != nil {
+	st.openOrDegrade(false)
+}
+
+// openOrDegrade opens the cache files, creating them only when create is
+// set: a file that is opened but never stored leaves nothing on disk.
+func (st *fileState) openOrDegrade(create bool) {
+	err := st.openFiles(create)
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		st.loaded = true // nothing stored yet: the empty bitmap is right
+		return
+	}
+	if err != nil {
 		st.c.degrade(fmt.Errorf("opening cache files of %s: %w", st.key.Path, err))
 		if st.data != nil {
 			st.data.Close()
+		}
+		if st.plog != nil {
+			st.plog.Close()
 		}
 		st.data, st.plog = nil, nil
 	}
 }
 
-func (st *fileState) openFiles() error {
+func (st *fileState) openFiles(create bool) error {
 	p := st.c.dataPath(st.name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+	flags := os.O_RDWR
+	if create {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		flags |= os.O_CREATE
 	}
-	data, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	data, err := os.OpenFile(p, flags, 0o600)
 	if err != nil {
 		return err
 	}
 	st.data = data
-	plog, err := os.OpenFile(p+".present", os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	plog, err := os.OpenFile(p+".present", flags|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	st.plog = plog
 	if st.loaded {
-		return nil
+		// Created after an empty load: give it its header and length.
+		if fi, err := plog.Stat(); err != nil || fi.Size() > 0 {
+			return err
+		}
+		if _, err := plog.Write(st.header()); err != nil {
+			return err
+		}
+		return data.Truncate(st.key.Size)
 	}
 	raw, err := io.ReadAll(plog)
 	if err != nil {
@@ -148,6 +176,7 @@ func (st *fileState) deactivate() {
 		return
 	}
 	st.mu.Lock()
+	st.active = false
 	if st.data != nil {
 		st.data.Close()
 		st.plog.Close()
@@ -272,6 +301,9 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.data == nil && st.active && st.key.Size > 0 {
+		st.openOrDegrade(true)
+	}
 	if st.data == nil {
 		st.c.unadmit(st.name, n)
 		st.c.uncached.Add(n)
