@@ -30,7 +30,11 @@ type cacheFixture struct {
 }
 
 func newCacheFixture(t *testing.T, sizes map[string]int, opts slowfs.Options) *cacheFixture {
-	e := newEnv(t)
+	return newCacheFixtureTB(t, sizes, opts)
+}
+
+func newCacheFixtureTB(t testing.TB, sizes map[string]int, opts slowfs.Options) *cacheFixture {
+	e := &env{t: t, tmp: t.TempDir()}
 	f := &cacheFixture{e: e, base: filepath.Join(e.tmp, "base"), slow: filepath.Join(e.tmp, "slow"),
 		cacheDir: filepath.Join(e.tmp, "cache"), files: map[string][]byte{}}
 	os.MkdirAll(f.base, 0o755)
