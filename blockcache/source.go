@@ -20,6 +20,10 @@ type DirSource struct {
 func (d DirSource) Open(key Key) (SourceFile, error) {
 	p := filepath.Join(d.Root, key.Path)
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR {
+		// The runtime's signals interrupt slow opens on network sources.
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
 	if err != nil {
 		if err == unix.ELOOP {
 			return nil, fmt.Errorf("%s is now a symlink: %w", p, ErrChanged)
@@ -28,7 +32,11 @@ func (d DirSource) Open(key Key) (SourceFile, error) {
 	}
 	f := os.NewFile(uintptr(fd), p)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	err = unix.Fstat(fd, &st)
+	for err == unix.EINTR {
+		err = unix.Fstat(fd, &st)
+	}
+	if err != nil {
 		f.Close()
 		return nil, &os.PathError{Op: "fstat", Path: p, Err: err}
 	}

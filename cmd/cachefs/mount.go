@@ -318,7 +318,7 @@ func within(path, dir string) bool {
 // that every bad input fails before anything is walked or mounted.
 func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) error {
 	var st unix.Stat_t
-	if err := unix.Stat(src, &st); err != nil {
+	if err := retryEINTR(func() error { return unix.Stat(src, &st) }); err != nil {
 		switch {
 		case errors.Is(err, unix.ENOENT):
 			return withCode(exitSource, fmt.Errorf("source %s does not exist", src))
@@ -329,7 +329,7 @@ func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return withCode(exitSource, fmt.Errorf("source %s is not a directory", src))
 	}
-	if err := unix.Access(src, unix.R_OK|unix.X_OK); err != nil {
+	if err := retryEINTR(func() error { return unix.Access(src, unix.R_OK|unix.X_OK) }); err != nil {
 		return withCode(exitSource, fmt.Errorf("source %s is not readable: %w", src, err))
 	}
 	if within(src, mnt) {
@@ -412,7 +412,7 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	log = log.With().Str("mountpoint", mnt).Logger()
 
 	var rootSt unix.Stat_t
-	if err := unix.Stat(src, &rootSt); err != nil {
+	if err := retryEINTR(func() error { return unix.Stat(src, &rootSt) }); err != nil {
 		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
 	}
 	cache, err := openCache(log, o, src, mnt, rootSt.Dev)
@@ -524,3 +524,13 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// retryEINTR repeats a call that a signal interrupted: on network and FUSE
+// sources, slow calls are interruptible and the Go runtime signals often.
+func retryEINTR(call func() error) error {
+	for {
+		if err := call(); err != unix.EINTR {
+			return err
+		}
+	}
+}
