@@ -4,11 +4,11 @@
 //
 // # Invariants
 //
-//   - Each directory is queued at most once per mount, and each file at most
-//     once, so a job that opens every file of a directory costs one scan of
-//     its listing, not one per open.
-//   - A directory contributes at most Options.PerDir files and
-//     Options.DirBytes bytes; a huge directory cannot flood the source.
+//   - Each file is queued at most once per mount.
+//   - In each directory, prefetch stays at most Options.PerDir files and
+//     Options.DirBytes bytes ahead of the reader; a huge directory is
+//     prefetched in step with the job and cannot flood the source or the
+//     cache.
 //   - Work runs on Options.Workers goroutines at background priority: the
 //     Warmer holds back while demand reads wait, and refuses to evict data
 //     the job used recently; on such a refusal the whole queue is dropped
@@ -38,9 +38,9 @@ var ErrNoRoom = errors.New("no room in the cache")
 
 // Options bound the prefetcher.
 type Options struct {
-	Workers  int   // default 4
-	PerDir   int   // files queued per directory; default 256
-	DirBytes int64 // bytes queued per directory; default 1 GiB
+	Workers  int   // default 16
+	PerDir   int   // files kept queued ahead of the reader per directory; default 256
+	DirBytes int64 // bytes queued per directory and top-up; default 1 GiB
 	Logger   zerolog.Logger
 }
 
@@ -65,7 +65,7 @@ type Prefetcher struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []uint32
-	dirs    map[uint32]bool
+	dirs    map[uint32]*dirWindow
 	files   map[uint32]bool
 	running int
 	done    int64
@@ -76,7 +76,7 @@ type Prefetcher struct {
 // New starts the workers; Close stops them.
 func New(snap *snapshot.Snapshot, w Warmer, opts Options) *Prefetcher {
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 16
 	}
 	if opts.PerDir <= 0 {
 		opts.PerDir = 256
@@ -86,7 +86,7 @@ func New(snap *snapshot.Snapshot, w Warmer, opts Options) *Prefetcher {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Prefetcher{opts: opts, snap: snap, w: w, ctx: ctx, stop: cancel,
-		dirs: map[uint32]bool{}, files: map[uint32]bool{}}
+		dirs: map[uint32]*dirWindow{}, files: map[uint32]bool{}}
 	p.cond = sync.NewCond(&p.mu)
 	for i := 0; i < opts.Workers; i++ {
 		p.wg.Add(1)
@@ -112,18 +112,35 @@ func (p *Prefetcher) Stats() Stats {
 	return Stats{Queued: len(p.queue), Running: p.running, Done: p.done, Bytes: p.bytes, Stopped: p.stopped}
 }
 
-// OnOpen queues the siblings of the opened file idx: the ones after it
-// first (dataloaders mostly go forward), then the ones before it.
+// dirWindow is how far prefetch has got in one directory.
+type dirWindow struct {
+	next uint32 // first child not yet considered, going forward
+}
+
+// OnOpen queues siblings of the opened file idx: the ones after it first
+// (dataloaders mostly go forward), then, on the directory's first open, the
+// ones before it. Going forward, prefetch keeps a window of at most PerDir
+// files and DirBytes bytes ahead of the reader and tops it up once the
+// reader has used half of it, so a directory of 20,000 files is prefetched
+// in step with the job, never all at once.
 func (p *Prefetcher) OnOpen(idx uint32) {
 	dir := p.snap.Parent(idx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.files[idx] = true
-	if p.dirs[dir] {
+	w := p.dirs[dir]
+	first := w == nil
+	if first {
+		w = &dirWindow{next: idx + 1}
+		p.dirs[dir] = w
+	}
+	if w.next < idx+1 {
+		w.next = idx + 1 // the reader jumped ahead of the window
+	}
+	lo, hi := p.snap.Children(dir)
+	if !first && int64(w.next)-int64(idx) > int64(p.opts.PerDir/2) {
 		return
 	}
-	p.dirs[dir] = true
-	lo, hi := p.snap.Children(dir)
 	var n int
 	var bytes int64
 	add := func(c uint32) bool {
@@ -143,9 +160,12 @@ func (p *Prefetcher) OnOpen(idx uint32) {
 		bytes += a.Size
 		return true
 	}
-	for c := idx + 1; c < hi && add(c); c++ {
+	for ; w.next < hi && add(w.next); w.next++ {
 	}
-	for c := int64(idx) - 1; c >= int64(lo) && add(uint32(c)); c-- {
+	if first {
+		n, bytes = 0, 0
+		for c := int64(idx) - 1; c >= int64(lo) && add(uint32(c)); c-- {
+		}
 	}
 	p.cond.Broadcast()
 }
@@ -183,7 +203,7 @@ func (p *Prefetcher) work() {
 			// room has been made; the Warmer checks for room before it
 			// reads anything, so a retry costs the source nothing.
 			p.queue = nil
-			p.dirs = map[uint32]bool{}
+			p.dirs = map[uint32]*dirWindow{}
 			p.files = map[uint32]bool{}
 		case p.ctx.Err() == nil:
 			p.opts.Logger.Debug().Err(err).Str("path", p.snap.Path(idx)).Msg("prefetch failed")

@@ -79,15 +79,27 @@ func TestSiblingsNearestFirst(t *testing.T) {
 func TestPerDirLimitAndNoRoom(t *testing.T) {
 	s := tree(t, 50)
 	w := &fakeWarmer{snap: s, room: -1}
-	p := New(s, w, Options{Workers: 2, PerDir: 5})
+	p := New(s, w, Options{Workers: 2, PerDir: 6})
 	d, _ := s.Lookup(0, "d")
 	lo, _ := s.Children(d)
 	p.OnOpen(lo)
 	settle(t, p)
-	p.Close()
-	if len(w.warmed) != 5 {
-		t.Errorf("warmed %d files with PerDir 5", len(w.warmed))
+	if len(w.warmed) != 6 {
+		t.Errorf("warmed %d files with PerDir 6", len(w.warmed))
 	}
+	// The reader moving within the window's first half adds nothing; past
+	// it, the window is topped up to PerDir ahead.
+	p.OnOpen(lo + 2)
+	settle(t, p)
+	if len(w.warmed) != 6 {
+		t.Errorf("warmed %d files after a read inside the window", len(w.warmed))
+	}
+	p.OnOpen(lo + 4)
+	settle(t, p)
+	if len(w.warmed) != 12 {
+		t.Errorf("warmed %d files after the reader passed half the window, want 12", len(w.warmed))
+	}
+	p.Close()
 
 	w = &fakeWarmer{snap: s, room: 3}
 	p = New(s, w, Options{Workers: 1})
