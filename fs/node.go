@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cachefs/cachefs/snapshot"
@@ -25,6 +26,10 @@ type node struct {
 	gofs.Inode
 	t   *tree
 	idx uint32
+	// plainOpens counts handles of this inode that are not in passthrough
+	// mode. The kernel fails an open with EIO when it would mix the two on
+	// one inode, so passthrough is offered only while this is zero.
+	plainOpens atomic.Int32
 }
 
 var (

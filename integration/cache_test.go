@@ -325,3 +325,36 @@ func TestSecondMountOnCacheDirRefused(t *testing.T) {
 	}
 	f.e.unmount(mnt)
 }
+
+// TestOpenWhileCompletedElsewhere: a file opened while partly cached, kept
+// open, then completed through another descriptor, must still open again.
+// The kernel refuses to mix passthrough and ordinary opens of one inode.
+func TestOpenWhileCompletedElsewhere(t *testing.T) {
+	const bs = 64 << 10
+	f := newCacheFixture(t, map[string]int{"x": 4 * bs}, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--block-size", "64KiB", "--prefetch", "off", "--read-ahead", "0")
+	p := filepath.Join(mnt, "x")
+	f1, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f1.Close()
+	f1.ReadAt(make([]byte, 10), 0)
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(b, f.files["x"]) {
+			t.Fatalf("open %d while an earlier descriptor is open: %v", i+2, err)
+		}
+	}
+	buf := make([]byte, bs)
+	if _, err := f1.ReadAt(buf, 3*bs); err != nil || !bytes.Equal(buf, f.files["x"][3*bs:]) {
+		t.Fatalf("the first descriptor: %v", err)
+	}
+	f1.Close()
+	// With every descriptor closed, a new open may use passthrough again.
+	if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, f.files["x"]) {
+		t.Fatalf("open after all closed: %v", err)
+	}
+	f.e.unmount(mnt)
+}
