@@ -19,6 +19,8 @@ const (
 	exitBusy        = 8
 	exitCacheDir    = 9
 	exitTimeout     = 10
+	exitIndex       = 11 // snapshot index: unreadable, corrupt, wrong version, too old, or from another source
+	exitDiffers     = 12 // snapshot --check: the index differs from the source
 	exitInterrupted = 130
 )
 

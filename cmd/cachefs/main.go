@@ -41,6 +41,9 @@ EXIT STATUS
   8   busy: files are open on the mount (unmount --lazy detaches)
   9   cache directory error
   10  timed out waiting for the daemon
+  11  snapshot index error: cannot be read or written, corrupt, wrong
+      version, too old, or made from another source
+  12  snapshot --check: the index differs from the source
   130 interrupted
 `
 
@@ -53,7 +56,8 @@ func newRootCommand() *cobra.Command {
 FUSE mount on a compute node. Metadata is snapshotted once, by a parallel
 walk, when the mount starts; after that every stat, lookup, listing and
 readlink is answered from memory and never reaches the shared metadata
-server. File contents are read from the source on demand.` + "\n" + exitStatusHelp,
+server. File contents are copied in blocks to node-local disk the first time
+they are read, and served from there afterwards.` + "\n" + exitStatusHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -61,7 +65,7 @@ server. File contents are read from the source on demand.` + "\n" + exitStatusHe
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
-	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g))
+	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g), newSnapshotCommand(g))
 	return cmd
 }
 

@@ -316,70 +316,72 @@ func within(path, dir string) bool {
 
 // prepare checks the source and mountpoint and creates what is missing, so
 // that every bad input fails before anything is walked or mounted.
-func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) error {
-	var st unix.Stat_t
+//
+// It returns the source root's stat, the one getattr of the source that a
+// mount from an index makes, so nothing later needs to stat it again.
+func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) (st unix.Stat_t, err error) {
 	if err := retryEINTR(func() error { return unix.Stat(src, &st) }); err != nil {
 		switch {
 		case errors.Is(err, unix.ENOENT):
-			return withCode(exitSource, fmt.Errorf("source %s does not exist", src))
+			return st, withCode(exitSource, fmt.Errorf("source %s does not exist", src))
 		default:
-			return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+			return st, withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
 		}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return withCode(exitSource, fmt.Errorf("source %s is not a directory", src))
+		return st, withCode(exitSource, fmt.Errorf("source %s is not a directory", src))
 	}
 	if err := retryEINTR(func() error { return unix.Access(src, unix.R_OK|unix.X_OK) }); err != nil {
-		return withCode(exitSource, fmt.Errorf("source %s is not readable: %w", src, err))
+		return st, withCode(exitSource, fmt.Errorf("source %s is not readable: %w", src, err))
 	}
 	if within(src, mnt) {
-		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s would hide the source %s", mnt, src))
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s would hide the source %s", mnt, src))
 	}
 	if within(o.cacheDir, mnt) || within(o.logFile, mnt) {
-		return withCode(exitCacheDir, fmt.Errorf("cache directory %s is inside the mountpoint %s", o.cacheDir, mnt))
+		return st, withCode(exitCacheDir, fmt.Errorf("cache directory %s is inside the mountpoint %s", o.cacheDir, mnt))
 	}
 
 	if isStale(mnt) {
 		if err := detach(mnt, true); err != nil {
-			return withCode(exitMounted, fmt.Errorf("mountpoint %s holds a dead mount that could not be cleaned: %w", mnt, err))
+			return st, withCode(exitMounted, fmt.Errorf("mountpoint %s holds a dead mount that could not be cleaned: %w", mnt, err))
 		}
 		log.Warn().Str("mountpoint", mnt).Msg("cleaned a mount left behind by a daemon that died")
 	}
 	if me, ok, err := findMount(mnt); err != nil {
-		return withCode(exitInternal, err)
+		return st, withCode(exitInternal, err)
 	} else if ok {
-		return withCode(exitMounted, fmt.Errorf("mountpoint %s is already mounted (%s from %s)", mnt, me.FSType, me.Source))
+		return st, withCode(exitMounted, fmt.Errorf("mountpoint %s is already mounted (%s from %s)", mnt, me.FSType, me.Source))
 	}
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
 	}
 	f, err := os.Open(mnt)
 	if err != nil {
-		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
 	}
 	names, err := f.Readdirnames(1)
 	f.Close()
 	if len(names) > 0 {
-		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not empty", mnt))
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not empty", mnt))
 	}
 	if err != nil && err.Error() != "EOF" {
 		if errors.Is(err, unix.ENOTDIR) {
-			return withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
+			return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
 		}
 	}
 	if fi, err := os.Stat(mnt); err != nil || !fi.IsDir() {
-		return withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
 	}
 
 	if err := os.MkdirAll(o.cacheDir, 0o700); err != nil {
-		return withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
+		return st, withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
 	}
 	// The cache holds copies of files other users may not read: only the
 	// owner gets in, whatever the umask made of MkdirAll.
 	if err := os.Chmod(o.cacheDir, 0o700); err != nil {
-		return withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
+		return st, withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
 	}
-	return nil
+	return st, nil
 }
 
 // serve walks, mounts, reports readiness, and serves until unmounted or
@@ -395,7 +397,8 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	if err != nil {
 		return err
 	}
-	if err := prepare(log, o, src, mnt); err != nil {
+	rootSt, err := prepare(log, o, src, mnt)
+	if err != nil {
 		return err
 	}
 	if o.readyFd > 0 {
@@ -411,17 +414,13 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	}
 	log = log.With().Str("mountpoint", mnt).Logger()
 
-	var rootSt unix.Stat_t
-	if err := retryEINTR(func() error { return unix.Stat(src, &rootSt) }); err != nil {
-		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
-	}
 	cache, err := openCache(log, o, src, mnt, rootSt.Dev)
 	if err != nil {
 		return err
 	}
 	defer cache.Close()
 
-	log.Info().Str("source", src).Int("walkers", o.walkers).Int("pid", os.Getpid()).Msg("walking source")
+	log.Info().Str("source", src).Int("pid", os.Getpid()).Msg("taking the snapshot")
 
 	start := time.Now()
 	prog := &snapshot.Progress{}
@@ -437,7 +436,7 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 			}
 		}
 	}()
-	snap, err := o.index.snapshot(ctx, log, src, o.cacheDir, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
+	snap, err := o.index.snapshot(ctx, log, src, o.cacheDir, &rootSt, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
 	tick.Stop()
 	close(walkDone)
 	if err != nil {

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cachefs/cachefs/snapshot"
+	"github.com/dustin/go-humanize"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+type snapshotOptions struct {
+	output  string
+	check   bool
+	walkers int
+	show    int
+}
+
+func (o *snapshotOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "", "index file to write (replaced atomically)")
+	f.BoolVar(&o.check, "check", false, "compare the index INDEX with its source, walked again, instead of writing one")
+	f.IntVar(&o.walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
+	f.IntVar(&o.show, "show", 20, "with --check: paths listed of each kind of difference")
+}
+
+func newSnapshotCommand(g *globalOptions) *cobra.Command {
+	o := &snapshotOptions{}
+	cmd := &cobra.Command{
+		Use:   "snapshot SOURCE -o INDEX | snapshot --check INDEX [SOURCE]",
+		Short: "Walk SOURCE once and write a snapshot index that mounts load instead of walking",
+		Long: `Walk SOURCE once, in parallel, exactly as 'cachefs mount' does, and write the
+snapshot to the file INDEX. Every node of a job can then mount with
+'cachefs mount SOURCE MOUNTPOINT --index INDEX', which loads INDEX and sends no
+metadata call to SOURCE beyond one stat of its root, checking that it is the
+directory the index was made from. INDEX is written under a temporary name
+beside it and renamed into place, so a mount never reads a partial index. It
+records the source path, the host, the time and duration of the walk and the
+number of entries the walk could not read.
+
+With --check, load INDEX, walk its source again (the path recorded in the
+index, or SOURCE when given, e.g. where a node mounts it elsewhere) and report
+the entries added, removed and changed since the index was made: type, size,
+mtime, permission bits, owner, inode, link count, symlink target. A mount
+never serves mixed bytes from a stale index (each file's inode, size and mtime
+are checked when its contents are first fetched), but files changed since
+the index fail with EIO and new files are not shown: rebuild when --check
+reports differences that matter to the job. With --check the exit status is
+0 when the index matches the source, 12 when it differs, and 11 when the index
+cannot be used (a mount would refuse it too).
+` + exitStatusHelp,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if o.check {
+				if len(args) < 1 || len(args) > 2 {
+					return usageError(fmt.Errorf("snapshot --check: want INDEX [SOURCE], got %d arguments (see '%s --help')", len(args), cmd.CommandPath()))
+				}
+				if o.output != "" {
+					return usageError(fmt.Errorf("snapshot --check writes nothing; drop -o (see '%s --help')", cmd.CommandPath()))
+				}
+				return nil
+			}
+			if err := exactArgs(1)(cmd, args); err != nil {
+				return err
+			}
+			if o.output == "" {
+				return usageError(fmt.Errorf("snapshot: -o INDEX is required (see '%s --help')", cmd.CommandPath()))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSnapshot(cmd.Context(), g, o, args)
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args []string) error {
+	log, err := g.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if o.walkers < 1 || o.walkers > 4096 {
+		return usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
+	}
+	if o.check {
+		return runCheck(ctx, log, o, args)
+	}
+	src, err := filepath.Abs(args[0])
+	if err != nil {
+		return usageError(err)
+	}
+	out, err := filepath.Abs(o.output)
+	if err != nil {
+		return usageError(err)
+	}
+	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+		return withCode(exitIndex, fmt.Errorf("-o %s is a directory; name the index file", out))
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return withCode(exitSource, fmt.Errorf("source %s does not exist", src))
+		}
+		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return withCode(exitSource, fmt.Errorf("source %s is not a directory", src))
+	}
+
+	start := time.Now()
+	s, err := walkShowing(ctx, log, src, o.walkers)
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	info, err := snapshot.WriteIndex(out, s, snapshot.IndexInfo{Source: src, Host: hostname(), WalkStart: start,
+		WalkDuration: time.Since(start), RootDev: st.Dev})
+	if err != nil {
+		return withCode(exitIndex, fmt.Errorf("%w; no index written", err))
+	}
+	ss := s.Stats()
+	fmt.Printf("cachefs: snapshot of %s written to %s: %s entries (%s dirs, %s files, %s) walked in %.2fs, %d unreadable; index %s\n",
+		src, out, humanize.Comma(ss.Entries), humanize.Comma(ss.Dirs), humanize.Comma(ss.Files),
+		humanize.IBytes(uint64(ss.Bytes)), secs, ss.Errors, indexSummary(info))
+	return nil
+}
+
+// walkShowing walks src with the mount's progress line on a terminal.
+func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int) (*snapshot.Snapshot, error) {
+	prog := &snapshot.Progress{}
+	term := newTermReporter()
+	tick := time.NewTicker(200 * time.Millisecond)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				term.progress(progressMsg{prog.Entries.Load(), prog.Dirs.Load(), prog.Bytes.Load(), prog.Errors.Load()})
+			}
+		}
+	}()
+	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log})
+	tick.Stop()
+	close(done)
+	<-stopped
+	term.clear()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, withCode(exitInterrupted, errors.New("interrupted while walking the source; no index written"))
+		}
+		return nil, withCode(exitSource, err)
+	}
+	return s, nil
+}
+
+func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args []string) error {
+	idx, err := filepath.Abs(args[0])
+	if err != nil {
+		return usageError(err)
+	}
+	old, info, err := snapshot.ReadIndex(idx)
+	if err != nil {
+		return withCode(exitIndex, err)
+	}
+	src := info.Source
+	if len(args) == 2 {
+		if src, err = filepath.Abs(args[1]); err != nil {
+			return usageError(err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+	}
+	if st.Ino != info.RootIno {
+		return withCode(exitIndex, fmt.Errorf("snapshot index %s was made from %s (root inode %d), but %s has root inode %d: another directory",
+			idx, info.Source, info.RootIno, src, st.Ino))
+	}
+	start := time.Now()
+	cur, err := walkShowing(ctx, log, src, o.walkers)
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	d := snapshot.Diff(old, cur, o.show)
+	age := info.Age(time.Now())
+	fmt.Printf("cachefs: index %s (walked %s ago on %s, %s entries, %d unreadable) vs %s now (%s entries walked in %.2fs, %d unreadable): %s added, %s removed, %s changed\n",
+		idx, roundAge(age), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
+		src, humanize.Comma(cur.Stats().Entries), secs, cur.Stats().Errors,
+		humanize.Comma(d.Added), humanize.Comma(d.Removed), humanize.Comma(d.Changed))
+	list := func(kind string, es []snapshot.DiffEntry) int64 {
+		var n int64
+		for _, e := range es {
+			line := fmt.Sprintf("%-8s %s", kind, showPath(e.Path))
+			switch {
+			case e.What != 0:
+				line += " (" + e.What.String() + ")"
+			case e.Entries > 1:
+				line += fmt.Sprintf(" (and %s entries below)", humanize.Comma(e.Entries-1))
+			}
+			fmt.Println(line)
+			n += e.Entries
+		}
+		return n
+	}
+	more := func(kind string, listed, total int64) {
+		if total > listed {
+			fmt.Printf("%-8s ... %s more entries (--show to list more)\n", kind, humanize.Comma(total-listed))
+		}
+	}
+	more("added", list("added", d.AddedPaths), d.Added)
+	more("removed", list("removed", d.RemovedPaths), d.Removed)
+	more("changed", list("changed", d.ChangedPaths), d.Changed)
+	if d.Same() {
+		return nil
+	}
+	return withCode(exitDiffers, fmt.Errorf("index %s differs from %s (%d added, %d removed, %d changed); rebuild with 'cachefs snapshot %s -o %s'",
+		idx, src, d.Added, d.Removed, d.Changed, src, idx))
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown host"
+	}
+	return s
+}
+
+// showPath prints a path as it is, unless it holds bytes a terminal would
+// mangle; the root is ".".
+func showPath(p string) string {
+	if p == "" {
+		return "."
+	}
+	if !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(p)
+	}
+	return p
+}

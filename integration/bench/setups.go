@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// allSetups is the canonical order: the slow baseline first, the floor last.
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs", "local"}
+
+// tools each setup runs; a missing one skips the setup rather than failing
+// the run, since peers are optional on a given machine.
+var setupTools = map[string][]string{
+	"rsync":  {"rsync"},
+	"tar":    {"tar"},
+	"rclone": {"rclone", "fusermount3"},
+}
+
+func missingTools(setup string) []string {
+	var miss []string
+	for _, t := range setupTools[setup] {
+		if _, err := exec.LookPath(t); err != nil {
+			miss = append(miss, t)
+		}
+	}
+	return miss
+}
+
+// cleanups runs teardown steps last-in first-out, so a mount stacked on the
+// fixture always goes before the fixture itself.
+type cleanups struct{ fns []func() error }
+
+func (c *cleanups) push(f func() error) { c.fns = append(c.fns, f) }
+
+func (c *cleanups) run() error {
+	var errs []error
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		errs = append(errs, c.fns[i]())
+	}
+	c.fns = nil
+	return errors.Join(errs...)
+}
+
+// mountPoints lists the mount points in /proc/self/mountinfo that are dir
+// or inside it.
+func mountPoints(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	unesc := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 {
+			if p := unesc.Replace(fields[4]); p == dir || strings.HasPrefix(p, dir+"/") {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func isMounted(p string) bool {
+	return slices.Contains(mountPoints(p), p)
+}
+
+// alive reports whether pid runs; a zombie does not count, since the
+// cachefs daemon is not our child and its reaper may be slow.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// run runs cmd and folds its stderr into the error.
+func run(cmd *exec.Cmd) error {
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, tail(stderr.String()))
+	}
+	return nil
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 2000 {
+		s = "..." + s[len(s)-2000:]
+	}
+	return s
+}
+
+// waitExit waits up to d for a process we started to be gone; for a child
+// this needs exited, since an unreaped child stays visible.
+func waitExit(pid int, exited <-chan struct{}, d time.Duration) bool {
+	deadline := time.After(d)
+	for {
+		if exited != nil {
+			select {
+			case <-exited:
+				return true
+			default:
+			}
+		} else if !alive(pid) {
+			return true
+		}
+		select {
+		case <-deadline:
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// stop ends a process this harness started, politely first.
+func stop(pid int, exited <-chan struct{}) {
+	if waitExit(pid, exited, 10*time.Second) {
+		return
+	}
+	progress("process %d still running; SIGTERM", pid)
+	syscall.Kill(pid, syscall.SIGTERM)
+	if !waitExit(pid, exited, 5*time.Second) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		waitExit(pid, exited, 5*time.Second)
+	}
+}
+
+// stage makes the tree at src readable the way setup does and returns the
+// root to read; this is the timed "mount" phase. Teardown goes on cl before
+// anything that could leave state behind, so a failure half way is cleaned.
+func (b *bench) stage(ctx context.Context, setup, src string, cl *cleanups) (string, error) {
+	switch setup {
+	case "direct", "local":
+		return src, nil
+	case "rsync":
+		dst := b.scratch(setup, "copy", cl)
+		return dst, run(exec.CommandContext(ctx, "rsync", "-a", src+"/", dst+"/"))
+	case "tar":
+		dst := b.scratch(setup, "copy", cl)
+		return dst, tarPipe(ctx, src, dst)
+	case "rclone":
+		return b.rclone(ctx, src, cl)
+	case "cachefs":
+		return b.cachefsMount(ctx, setup, src, cl)
+	case "cachefs-noprefetch":
+		// The block cache alone, so prefetch's gain is measured side by side.
+		return b.cachefsMount(ctx, setup, src, cl, "--prefetch", "off")
+	}
+	return "", fmt.Errorf("unknown setup %q", setup)
+}
+
+// scratch makes an empty directory for setup that is removed at teardown.
+// Only directories made here are ever removed recursively: the fixture is
+// a writable loopback of the dataset, so a recursive remove that strayed
+// into a live mount would delete the dataset itself.
+func (b *bench) scratch(setup, what string, cl *cleanups) string {
+	d := filepath.Join(b.run, setup+"-"+what)
+	os.MkdirAll(d, 0o755)
+	cl.push(func() error {
+		if m := mountPoints(d); len(m) > 0 {
+			return fmt.Errorf("not removing %s: %v still mounted", d, m)
+		}
+		return os.RemoveAll(d)
+	})
+	return d
+}
+
+func tarPipe(ctx context.Context, src, dst string) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	create := exec.CommandContext(ctx, "tar", "-C", src, "-cf", "-", ".")
+	extract := exec.CommandContext(ctx, "tar", "-C", dst, "-xf", "-")
+	create.Stdout, extract.Stdin = pw, pr
+	var cerr, xerr bytes.Buffer
+	create.Stderr, extract.Stderr = &cerr, &xerr
+	if err := create.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return err
+	}
+	err = extract.Start()
+	pr.Close()
+	pw.Close() // extract must see EOF when create exits
+	if err != nil {
+		create.Wait()
+		return err
+	}
+	e1, e2 := create.Wait(), extract.Wait()
+	if e1 != nil || e2 != nil {
+		return fmt.Errorf("tar: create: %v %s; extract: %v %s", e1, tail(cerr.String()), e2, tail(xerr.String()))
+	}
+	return nil
+}
+
+// rclone starts `rclone mount` in the background; it counts as mounted once
+// the mount point shows up in mountinfo.
+func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, error) {
+	mnt := filepath.Join(b.run, "rclone-mnt")
+	cache := b.scratch("rclone", "cache", cl)
+	os.Mkdir(mnt, 0o755)
+	conf := filepath.Join(b.run, "rclone.conf")
+	os.WriteFile(conf, nil, 0o600) // keeps rclone off ~/.config
+	logPath := filepath.Join(b.run, "rclone.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return "", err
+	}
+	defer logf.Close()
+	cmd := exec.Command("rclone", "mount", "--vfs-cache-mode", "full", "--read-only",
+		src, mnt, "--cache-dir", cache)
+	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+conf)
+	cmd.Stdout, cmd.Stderr, cmd.Dir = logf, logf, "/"
+	// Its own process group: a terminal ^C must reach only the harness,
+	// which then unmounts rclone in order rather than racing it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	cl.push(func() error {
+		var err error
+		if isMounted(mnt) {
+			if err = run(exec.Command("fusermount3", "-u", mnt)); err != nil {
+				err = errors.Join(err, unix.Unmount(mnt, unix.MNT_DETACH))
+			}
+		}
+		stop(cmd.Process.Pid, exited)
+		return err
+	})
+	for !isMounted(mnt) {
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logPath)
+			return "", fmt.Errorf("rclone exited before mounting: %s", tail(string(log)))
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return mnt, nil
+}
+
+var (
+	daemonPid  = regexp.MustCompile(`daemon pid (\d+)`)
+	unreadable = regexp.MustCompile(`, (\d+) unreadable`)
+)
+
+// cachefsMount runs `cachefs mount`, which returns once the mount serves.
+func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanups, extra ...string) (string, error) {
+	mnt := filepath.Join(b.run, setup+"-mnt")
+	cache := b.scratch(setup, "cache", cl)
+	pid := 0
+	cl.push(func() error {
+		var err error
+		if isMounted(mnt) {
+			cmd := b.cachefsCmd(context.Background(), "unmount", mnt)
+			var out bytes.Buffer
+			cmd.Stdout = &out
+			if err = run(cmd); err != nil {
+				err = errors.Join(err, unix.Unmount(mnt, unix.MNT_DETACH))
+			}
+			progress("%s", strings.TrimSpace(out.String()))
+		}
+		if pid > 0 {
+			stop(pid, nil)
+		}
+		daemonWarnings(filepath.Join(cache, "cachefs.log"))
+		return err
+	})
+	cmd := b.cachefsCmd(ctx, append([]string{"mount", src, mnt, "--cache-dir", cache}, extra...)...)
+	// The launcher turns SIGTERM into "stop the daemon, nothing mounted";
+	// SIGKILL would orphan a daemon that then mounts anyway.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	err := run(cmd)
+	if m := daemonPid.FindStringSubmatch(out.String()); m != nil {
+		pid, _ = strconv.Atoi(m[1])
+	}
+	if err != nil {
+		return "", err
+	}
+	progress("%s", strings.TrimSpace(out.String()))
+	// Every entry of the dataset is readable, so a snapshot that left any
+	// out cannot serve the workload; say so here rather than as an ENOENT
+	// in a later phase.
+	if m := unreadable.FindStringSubmatch(out.String()); m != nil && m[1] != "0" {
+		return "", fmt.Errorf("cachefs left %s entries out of its snapshot as unreadable (see the cachefs log lines)", m[1])
+	}
+	return mnt, nil
+}
+
+// cachefsCmd keeps cachefs's runtime records in the run directory, away
+// from any real mounts on the machine.
+func (b *bench) cachefsCmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, b.cachefs, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+b.run, "XDG_RUNTIME_DIR=")
+	cmd.Dir = "/"
+	return cmd
+}
+
+// daemonWarnings repeats what the daemon logged above info level, since its
+// log goes away with the run directory.
+func daemonWarnings(logPath string) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") || strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			if n++; n <= 10 {
+				progress("cachefs log: %s", line)
+			}
+		}
+	}
+	if n > 10 {
+		progress("cachefs log: ... %d more warnings and errors", n-10)
+	}
+}
