@@ -63,6 +63,11 @@ type Options struct {
 	BlockSize int64 // default 1 MiB
 	MaxBytes  int64 // budget for cached bytes on disk; 0 means no limit
 	ReadAhead int   // blocks fetched ahead of a sequential reader; default 4
+	// DemandFirst is how many demand fetches in flight make every
+	// background fetch wait; below it, small background fetches may run
+	// beside demand ones (see backgroundMayFetch). Default 8; 1 means
+	// background work only when no reader waits.
+	DemandFirst int64
 	// IdleStateBytes bounds the memory of per-file state kept for files
 	// that are not open (ristretto cost); default 64 MiB.
 	IdleStateBytes int64
@@ -107,6 +112,7 @@ type Cache struct {
 	// demand counts fetches a reader is waiting on; background work holds
 	// back while it is non-zero.
 	demand   atomic.Int64
+	bgBytes  atomic.Int64 // size of background fetches in flight
 	scanDone chan struct{}
 }
 
@@ -129,6 +135,9 @@ func Open(opts Options, src Source) (*Cache, error) {
 		opts.ReadAhead = 0
 	} else if opts.ReadAhead == 0 {
 		opts.ReadAhead = 4
+	}
+	if opts.DemandFirst <= 0 {
+		opts.DemandFirst = 8
 	}
 	if opts.IdleStateBytes <= 0 {
 		opts.IdleStateBytes = 64 << 20

@@ -461,10 +461,36 @@ func (h *Handle) Close() error {
 // would evict data this run has used.
 var ErrNoRoom = errors.New("cache budget is taken by recently used data")
 
-// Warm fetches every missing block of key's file at background priority:
-// before each block it waits while any reader waits on a demand fetch, and
-// it stops with ErrNoRoom rather than evict recently used data. It returns
-// the bytes it fetched.
+// backgroundBesideDemand is how many bytes of background fetches may be in
+// flight while a reader waits on a demand fetch. A shared filesystem serves
+// small requests in parallel at the cost of their latency, so a few small
+// background reads delay no one; a large one takes bandwidth a waiting
+// reader needs, so it waits until no reader does.
+// With no reader waiting, background bytes in flight are still capped at
+// backgroundMax, so a reader that arrives waits at most for that much to
+// drain.
+const (
+	backgroundBesideDemand = 256 << 10
+	backgroundMax          = 4 << 20
+)
+
+func (c *Cache) backgroundMayFetch(n int64) bool {
+	inflight := c.bgBytes.Load()
+	if inflight == 0 {
+		return c.demand.Load() == 0 || n <= backgroundBesideDemand
+	}
+	switch d := c.demand.Load(); {
+	case d == 0:
+		return inflight+n <= backgroundMax
+	case d < c.opts.DemandFirst:
+		return inflight+n <= backgroundBesideDemand
+	}
+	return false
+}
+
+// Warm fetches every missing block of key's file at background priority
+// (see backgroundMayFetch), and stops with ErrNoRoom rather than evict
+// recently used data. It returns the bytes it fetched.
 func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
 	h, err := c.OpenFile(key)
 	if err != nil {
@@ -477,14 +503,17 @@ func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
 		if st.has(b) {
 			continue
 		}
-		for c.demand.Load() > 0 {
+		n := min(c.opts.BlockSize, st.key.Size-b*c.opts.BlockSize)
+		for !c.backgroundMayFetch(n) {
 			select {
 			case <-ctx.Done():
 				return fetched, ctx.Err()
 			case <-time.After(time.Millisecond):
 			}
 		}
+		c.bgBytes.Add(n)
 		data, err := st.fetch(ctx, b, true)
+		c.bgBytes.Add(-n)
 		if err != nil {
 			return fetched, err
 		}
