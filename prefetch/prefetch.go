@@ -5,10 +5,9 @@
 // # Invariants
 //
 //   - Each file is queued at most once per mount.
-//   - In each directory, prefetch stays at most Options.PerDir files and
-//     Options.DirBytes bytes ahead of the reader; a huge directory is
-//     prefetched in step with the job and cannot flood the source or the
-//     cache.
+//   - Each directory has at most Options.PerDir files (and DirBytes bytes
+//     per top-up) queued at a time; a huge directory is prefetched in step
+//     with the job's opens and cannot flood the source or the cache.
 //   - Work runs on Options.Workers goroutines at background priority: the
 //     Warmer holds back while demand reads wait, and refuses to evict data
 //     the job used recently; on such a refusal the whole queue is dropped
@@ -114,58 +113,54 @@ func (p *Prefetcher) Stats() Stats {
 
 // dirWindow is how far prefetch has got in one directory.
 type dirWindow struct {
-	next uint32 // first child not yet considered, going forward
+	start   uint32 // first child considered: the one after the first open
+	cursor  uint32 // next child to consider; wraps to the first child once
+	wrapped bool
+	done    bool // every child considered
+	pending int  // queued and not yet taken by a worker
 }
 
-// OnOpen queues siblings of the opened file idx: the ones after it first
-// (dataloaders mostly go forward), then, on the directory's first open, the
-// ones before it. Going forward, prefetch keeps a window of at most PerDir
-// files and DirBytes bytes ahead of the reader and tops it up once the
-// reader has used half of it, so a directory of 20,000 files is prefetched
-// in step with the job, never all at once.
+// OnOpen keeps the opened file's directory prefetched ahead of the job:
+// starting after the first file opened there, in name order, wrapping
+// round to the files before it, with at most PerDir files and DirBytes
+// bytes queued for the directory at a time. Each open tops the queue up
+// once it is half empty, so prefetch moves in step with the job, whether
+// the job reads the directory in order or shuffled.
 func (p *Prefetcher) OnOpen(idx uint32) {
 	dir := p.snap.Parent(idx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.files[idx] = true
 	w := p.dirs[dir]
-	first := w == nil
-	if first {
-		w = &dirWindow{next: idx + 1}
+	if w == nil {
+		w = &dirWindow{start: idx + 1, cursor: idx + 1}
 		p.dirs[dir] = w
 	}
-	if w.next < idx+1 {
-		w.next = idx + 1 // the reader jumped ahead of the window
-	}
-	lo, hi := p.snap.Children(dir)
-	if !first && int64(w.next)-int64(idx) > int64(p.opts.PerDir/2) {
+	if w.done || w.pending > p.opts.PerDir/2 {
 		return
 	}
-	var n int
+	lo, hi := p.snap.Children(dir)
 	var bytes int64
-	add := func(c uint32) bool {
-		if p.files[c] {
-			return true
+	for w.pending < p.opts.PerDir {
+		if !w.wrapped && w.cursor >= hi {
+			w.cursor, w.wrapped = lo, true
 		}
+		if w.wrapped && w.cursor >= min(w.start, hi) {
+			w.done = true
+			break
+		}
+		c := w.cursor
 		a := p.snap.Attr(c)
-		if !a.IsRegular() || a.Size == 0 {
-			return true
+		if !p.files[c] && a.IsRegular() && a.Size > 0 {
+			if bytes+a.Size > p.opts.DirBytes {
+				break
+			}
+			p.files[c] = true
+			p.queue = append(p.queue, c)
+			w.pending++
+			bytes += a.Size
 		}
-		if n >= p.opts.PerDir || bytes+a.Size > p.opts.DirBytes {
-			return false
-		}
-		p.files[c] = true
-		p.queue = append(p.queue, c)
-		n++
-		bytes += a.Size
-		return true
-	}
-	for ; w.next < hi && add(w.next); w.next++ {
-	}
-	if first {
-		n, bytes = 0, 0
-		for c := int64(idx) - 1; c >= int64(lo) && add(uint32(c)); c-- {
-		}
+		w.cursor++
 	}
 	p.cond.Broadcast()
 }
@@ -183,6 +178,9 @@ func (p *Prefetcher) work() {
 		}
 		idx := p.queue[0]
 		p.queue = p.queue[1:]
+		if w := p.dirs[p.snap.Parent(idx)]; w != nil {
+			w.pending--
+		}
 		p.running++
 		p.mu.Unlock()
 

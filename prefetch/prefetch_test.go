@@ -60,7 +60,7 @@ func settle(t *testing.T, p *Prefetcher) Stats {
 	}
 }
 
-func TestSiblingsNearestFirst(t *testing.T) {
+func TestSiblingsInNameOrderFromTheOpenedFile(t *testing.T) {
 	s := tree(t, 10)
 	w := &fakeWarmer{snap: s, room: -1}
 	p := New(s, w, Options{Workers: 1})
@@ -70,7 +70,7 @@ func TestSiblingsNearestFirst(t *testing.T) {
 	p.OnOpen(f5)
 	p.OnOpen(f5 + 1) // same directory: queued once
 	st := settle(t, p)
-	want := []string{"f006", "f007", "f008", "f009", "f004", "f003", "f002", "f001", "f000"}
+	want := []string{"f006", "f007", "f008", "f009", "f000", "f001", "f002", "f003", "f004"}
 	if fmt.Sprint(w.warmed) != fmt.Sprint(want) || st.Done != 9 || st.Bytes != 900 {
 		t.Errorf("warmed %v (stats %+v), want %v", w.warmed, st, want)
 	}
@@ -78,35 +78,72 @@ func TestSiblingsNearestFirst(t *testing.T) {
 
 func TestPerDirLimitAndNoRoom(t *testing.T) {
 	s := tree(t, 50)
-	w := &fakeWarmer{snap: s, room: -1}
-	p := New(s, w, Options{Workers: 2, PerDir: 6})
 	d, _ := s.Lookup(0, "d")
 	lo, _ := s.Children(d)
-	p.OnOpen(lo)
+	block := make(chan struct{})
+	w := &blockingWarmer{fakeWarmer{snap: s, room: -1}, block}
+	p := New(s, w, Options{Workers: 1, PerDir: 6})
+	p.OnOpen(lo + 40)
+	// One file is taken by the worker (blocked), five wait: no top-up
+	// while more than half the window is still queued.
+	waitTaken(t, p)
+	p.OnOpen(lo + 41)
+	if st := p.Stats(); st.Queued != 5 {
+		t.Errorf("queued %d after a second open with a full window", st.Queued)
+	}
+	close(block)
 	settle(t, p)
 	if len(w.warmed) != 6 {
 		t.Errorf("warmed %d files with PerDir 6", len(w.warmed))
 	}
-	// The reader moving within the window's first half adds nothing; past
-	// it, the window is topped up to PerDir ahead.
-	p.OnOpen(lo + 2)
-	settle(t, p)
-	if len(w.warmed) != 6 {
-		t.Errorf("warmed %d files after a read inside the window", len(w.warmed))
+	// Later opens top up, continuing in name order and wrapping round to
+	// the files before the first one opened, until all are done.
+	for i := 0; i < 20; i++ {
+		p.OnOpen(lo + uint32(i))
+		settle(t, p)
 	}
-	p.OnOpen(lo + 4)
-	settle(t, p)
-	if len(w.warmed) != 12 {
-		t.Errorf("warmed %d files after the reader passed half the window, want 12", len(w.warmed))
+	// Everything but the two files opened before prefetch reached them.
+	if len(w.warmed) != 48 {
+		t.Errorf("warmed %d of the directory's 50 files, want 48", len(w.warmed))
+	}
+	seen := map[string]bool{}
+	for _, n := range w.warmed {
+		if seen[n] {
+			t.Errorf("%s warmed twice", n)
+		}
+		seen[n] = true
+	}
+	if w.warmed[0] != "f041" || w.warmed[9] != "f001" {
+		t.Errorf("order %v: want f041.. then wrap to f001", w.warmed)
 	}
 	p.Close()
 
-	w = &fakeWarmer{snap: s, room: 3}
-	p = New(s, w, Options{Workers: 1})
+	w2 := &fakeWarmer{snap: s, room: 3}
+	p = New(s, w2, Options{Workers: 1})
 	defer p.Close()
 	p.OnOpen(lo)
 	st := settle(t, p)
-	if len(w.warmed) != 3 || st.Stopped != 1 {
-		t.Errorf("with room for 3: warmed %d, stats %+v", len(w.warmed), st)
+	if len(w2.warmed) != 3 || st.Stopped != 1 {
+		t.Errorf("with room for 3: warmed %d, stats %+v", len(w2.warmed), st)
+	}
+}
+
+type blockingWarmer struct {
+	fakeWarmer
+	block chan struct{}
+}
+
+func (b *blockingWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
+	<-b.block
+	return b.fakeWarmer.Warm(ctx, idx)
+}
+
+func waitTaken(t *testing.T, p *Prefetcher) {
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Running == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no worker took a file")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
