@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cachefs/cachefs/integration/slowfs"
 	"github.com/cachefs/cachefs/integration/treetest"
 	"golang.org/x/sys/unix"
 )
@@ -81,28 +80,7 @@ func metadataStorm(t *testing.T, mnt string) (symlinks int) {
 // controls: after the mount returns, browsing costs the source nothing.
 func TestZeroMetadataAfterMount(t *testing.T) {
 	e := newEnv(t)
-	base := filepath.Join(e.tmp, "base")
-	os.Mkdir(base, 0o755)
-	for d := 0; d < 7; d++ {
-		dir := filepath.Join(base, fmt.Sprintf("d%d", d), "sub")
-		os.MkdirAll(dir, 0o755)
-		for f := 0; f < 30; f++ {
-			os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.json", f)), []byte(strings.Repeat("x", f*10)), 0o644)
-		}
-		os.Symlink(fmt.Sprintf("sub/f%02d.json", d), filepath.Join(base, fmt.Sprintf("d%d", d), "link"))
-		os.Symlink("/nowhere/at/all", filepath.Join(base, fmt.Sprintf("d%d", d), "dangling"))
-	}
-	slowMnt := filepath.Join(e.tmp, "slow")
-	os.Mkdir(slowMnt, 0o755)
-	sfs, err := slowfs.Mount(base, slowMnt, slowfs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sfs.Unmount(); err != nil {
-			t.Error(err)
-		}
-	})
+	_, slowMnt, sfs := slowTree(t, e)
 
 	mnt := filepath.Join(e.tmp, "mnt")
 	// Prefetch off: the byte count below is for the one file read.
