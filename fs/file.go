@@ -42,8 +42,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		n.t.m.onOpen(n.idx)
 	}
 	// The snapshot pins the file's size and mtime, so pages cached by an
-	// earlier open are still right: keep them.
-	return &fileHandle{n: n, r: r}, fuse.FOPEN_KEEP_CACHE, 0
+	// earlier open are still right: keep them. Nothing is ever written, so
+	// close needs no FLUSH round trip either.
+	return &fileHandle{n: n, r: r}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
