@@ -13,8 +13,6 @@ import (
 type fileHandle struct {
 	n *node
 	r Reader
-	// passthrough is set once go-fuse has been given our descriptor.
-	passthrough bool
 }
 
 var (
@@ -35,9 +33,6 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, n.t.m.fail("open", n.idx, 0, 0, err)
 	}
 	n.t.m.stats.Opens.Add(1)
-	// Counted as plain until PassthroughFd says otherwise; go-fuse asks it
-	// right after Open returns, under its own lock.
-	n.plainOpens.Add(1)
 	if n.t.m.onOpen != nil {
 		n.t.m.onOpen(n.idx)
 	}
@@ -68,9 +63,6 @@ func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 }
 
 func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
-	if !f.passthrough {
-		f.n.plainOpens.Add(-1)
-	}
 	if err := f.r.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		f.n.t.m.log.Warn().Err(err).Str("path", f.n.t.snap.Path(f.n.idx)).Msg("close of source file failed")
 	}
@@ -79,19 +71,29 @@ func (f *fileHandle) Release(ctx context.Context) syscall.Errno {
 
 // PassthroughFd lets go-fuse register the cache file with the kernel when
 // the whole file is cached; go-fuse turns passthrough off for the mount if
-// the kernel refuses (not root, or no CAP_PASSTHROUGH).
-//
-// It is not offered while another handle of the inode reads through the
-// daemon: the kernel refuses to mix the two modes on one inode.
+// the kernel refuses (not root, or no CAP_PASSTHROUGH). go-fuse asks only
+// when no passthrough handle of the inode is open; the inode's io mode (see
+// node.ioMode) keeps passthrough and ordinary opens from ever mixing.
 func (f *fileHandle) PassthroughFd() (int, bool) {
 	pr, ok := f.r.(PassthroughReader)
-	if !ok || !f.n.t.m.passthrough || f.n.plainOpens.Load() > 1 {
+	if !ok || !f.n.t.m.passthrough {
 		return 0, false
 	}
-	fd, ok := pr.PassthroughFd()
-	if ok {
-		f.passthrough = true
-		f.n.plainOpens.Add(-1)
+	n := f.n
+	for {
+		switch n.ioMode.Load() {
+		case ioPlain:
+			return 0, false
+		case ioPassthrough:
+			return pr.PassthroughFd()
+		}
+		fd, ok := pr.PassthroughFd()
+		mode := ioPlain
+		if ok {
+			mode = ioPassthrough
+		}
+		if n.ioMode.CompareAndSwap(ioUndecided, mode) {
+			return fd, ok
+		}
 	}
-	return fd, ok
 }

@@ -26,11 +26,21 @@ type node struct {
 	gofs.Inode
 	t   *tree
 	idx uint32
-	// plainOpens counts handles of this inode that are not in passthrough
-	// mode. The kernel fails an open with EIO when it would mix the two on
-	// one inode, so passthrough is offered only while this is zero.
-	plainOpens atomic.Int32
+	// ioMode is decided at the first open of the inode in this mount and
+	// kept: the kernel fails an open with EIO when it would mix passthrough
+	// and ordinary opens of one inode, and it drops an ordinary open's
+	// claim only some time after close, so counting open handles in the
+	// daemon races with it. A file complete at its first open is read in
+	// passthrough from then on; one that is not stays on the page cache and
+	// splice path for the rest of the mount.
+	ioMode atomic.Int32
 }
+
+const (
+	ioUndecided int32 = iota
+	ioPassthrough
+	ioPlain
+)
 
 var (
 	_ gofs.NodeLookuper       = (*node)(nil)

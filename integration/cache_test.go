@@ -352,7 +352,8 @@ func TestOpenWhileCompletedElsewhere(t *testing.T) {
 		t.Fatalf("the first descriptor: %v", err)
 	}
 	f1.Close()
-	// With every descriptor closed, a new open may use passthrough again.
+	// With every descriptor closed, the file still opens (it stays off
+	// passthrough for this mount: its first open was not complete).
 	if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, f.files["x"]) {
 		t.Fatalf("open after all closed: %v", err)
 	}
