@@ -319,3 +319,29 @@ func BenchmarkHit(b *testing.B) {
 		}
 	}
 }
+
+// TestEvictedWhileIdleNeverServesZeros: a file evicted while its state sat
+// idle (or on its way there) must not be served from the state's old
+// bitmap over new, empty cache files.
+func TestEvictedWhileIdleNeverServesZeros(t *testing.T) {
+	src := newSource(map[string]int{"a": 4096 * 4, "b": 4096 * 4})
+	c := open(t, t.TempDir(), src, Options{MaxBytes: 4096 * 4, ReadAhead: -1})
+	defer c.Close()
+	c.WaitScan()
+	for i := 0; i < 50; i++ {
+		for _, name := range []string{"a", "b"} {
+			h, _ := c.OpenFile(key(src, name))
+			// Read one block first so new files are made, then the rest.
+			for _, off := range []int64{4096 * 2, 0, 4096, 4096 * 3} {
+				p := make([]byte, 4096)
+				if _, err := h.ReadAt(context.Background(), p, off); err != nil || !bytes.Equal(p, src.files[name][off:off+4096]) {
+					t.Fatalf("round %d, %s block %d: wrong bytes (%v)", i, name, off/4096, err)
+				}
+			}
+			h.Close()
+		}
+	}
+	if c.Stats().Evictions == 0 {
+		t.Fatal("nothing was evicted: the test did not test")
+	}
+}

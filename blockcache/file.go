@@ -35,9 +35,11 @@ type fileState struct {
 	bits    []uint64
 	present int64
 	loaded  bool
-	active  bool     // between activate and deactivate
-	data    *os.File // nil when idle, before the first store, or when the cache disk failed
-	plog    *os.File
+	// evictSeen is Cache.evictions when the bitmap was loaded.
+	evictSeen int64
+	active    bool     // between activate and deactivate
+	data      *os.File // nil when idle, before the first store, or when the cache disk failed
+	plog      *os.File
 
 	srcMu  sync.Mutex
 	src    SourceFile
@@ -82,7 +84,10 @@ func (st *fileState) activate() {
 func (st *fileState) openOrDegrade(create bool) {
 	err := st.openFiles(create)
 	if errors.Is(err, fs.ErrNotExist) && !create {
-		st.loaded = true // nothing stored yet: the empty bitmap is right
+		// Nothing on disk: never stored, or evicted while this state sat
+		// idle. Either way no block is present.
+		st.forget()
+		st.loaded = true
 		return
 	}
 	if err != nil {
@@ -116,16 +121,20 @@ func (st *fileState) openFiles(create bool) error {
 		return err
 	}
 	st.plog = plog
-	if st.loaded {
-		// Created after an empty load: give it its header and length.
-		if fi, err := plog.Stat(); err != nil || fi.Size() > 0 {
-			return err
-		}
-		if _, err := plog.Write(st.header()); err != nil {
-			return err
-		}
-		return data.Truncate(st.key.Size)
+	var pst unix.Stat_t
+	if err := unix.Fstat(int(plog.Fd()), &pst); err != nil {
+		return err
 	}
+	if st.loaded && st.evictSeen == st.c.evictions.Load() && pst.Size > 0 {
+		// No file was evicted since this state loaded its log, so its files
+		// are the ones it knows and its bitmap is current. (An eviction
+		// cannot touch it now: it is open.)
+		return nil
+	}
+	// First load, or files were evicted (perhaps these, perhaps made anew
+	// by another state since) while this one sat idle: reload.
+	st.forget()
+	st.evictSeen = st.c.evictions.Load()
 	raw, err := io.ReadAll(plog)
 	if err != nil {
 		return err
@@ -163,6 +172,12 @@ func (st *fileState) openFiles(create bool) error {
 		return data.Truncate(st.key.Size)
 	}
 	return nil
+}
+
+// forget clears the presence bitmap; st.mu must be held.
+func (st *fileState) forget() {
+	clear(st.bits)
+	st.present = 0
 }
 
 // deactivate closes the state's descriptors unless a user came back. The
