@@ -41,5 +41,6 @@
 //
 // # Lock order
 //
-// Cache.mu, then fileState.mu. Nothing holds either across source I/O.
+// Cache.mu, then fileState.mu. Nothing holds either across source I/O, nor
+// fileState.mu across the cache-disk writes of a block and its record.
 package blockcache

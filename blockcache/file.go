@@ -315,33 +315,45 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 		return
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	if st.data == nil && st.active && st.key.Size > 0 {
 		st.openOrDegrade(true)
 	}
-	if st.data == nil {
+	data, plog := st.data, st.plog
+	st.mu.Unlock()
+	// The writes run outside st.mu so readers of other blocks are not held
+	// up by them. A descriptor closed under them by deactivate fails with
+	// ErrClosed (os.File makes that safe), which only costs a refetch.
+	fail := func(what string, err error) {
 		st.c.unadmit(st.name, n)
 		st.c.uncached.Add(n)
-		return
-	}
-	if _, err := st.data.WriteAt(buf, b*st.c.opts.BlockSize); err != nil {
-		st.c.unadmit(st.name, n)
-		st.c.uncached.Add(n)
-		if errors.Is(err, os.ErrClosed) {
-			return
+		if err != nil && !errors.Is(err, os.ErrClosed) {
+			st.c.degrade(fmt.Errorf("%s block %d of %s: %w", what, b, st.key.Path, err))
 		}
-		st.c.degrade(fmt.Errorf("writing block %d of %s: %w", b, st.key.Path, err))
+	}
+	if data == nil {
+		fail("storing", nil)
 		return
 	}
-	if _, err := st.plog.Write(encodeRecord(uint32(b))); err != nil {
-		st.c.unadmit(st.name, n)
-		st.c.degrade(fmt.Errorf("recording block %d of %s: %w", b, st.key.Path, err))
+	if _, err := data.WriteAt(buf, b*st.c.opts.BlockSize); err != nil {
+		fail("writing", err)
 		return
 	}
-	if st.bits[b/64]&(1<<(b%64)) == 0 {
+	// Appends of one 8-byte record are atomic under O_APPEND, so stores of
+	// different blocks may record concurrently.
+	if _, err := plog.Write(encodeRecord(uint32(b))); err != nil {
+		fail("recording", err)
+		return
+	}
+	st.mu.Lock()
+	// Only if the files written are still this state's: after a close and
+	// reopen (perhaps of files made anew after an eviction) the bitmap
+	// describes other files, and the record, if it landed in them, is
+	// found by the next load anyway.
+	if st.data == data && st.bits[b/64]&(1<<(b%64)) == 0 {
 		st.bits[b/64] |= 1 << (b % 64)
 		st.present++
 	}
+	st.mu.Unlock()
 }
 
 // readCached reads stored bytes; any error sends the caller to the source.
