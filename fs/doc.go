@@ -15,9 +15,15 @@
 //
 // # Contents
 //
-// Open of a regular file returns a handle that asks Content for the bytes on
-// the first read, not at open: a process that opens and closes a file without
-// reading it costs the source nothing.
+// Content.Open touches no source: a process that opens and closes a file
+// without reading it costs the source nothing. Who opens files is decided
+// once per mount. By default (Mount.KernelOpens) the daemon answers OPEN and
+// FLUSH with ENOSYS, so the kernel opens and closes files itself with no
+// round trip and re-reads from the page cache never reach the daemon; reads
+// that miss it come without a handle and go through one Reader per file that
+// the mount holds while the file is being read (held.go). Otherwise every
+// open returns a handle of its own, and a file complete at its first open is
+// passed through to the kernel.
 //
 // # Writes
 //

@@ -16,6 +16,8 @@ type fileHandle struct {
 }
 
 var (
+	_ gofs.NodeReader          = (*node)(nil)
+	_ gofs.NodeFlusher         = (*node)(nil)
 	_ gofs.FileReader          = (*fileHandle)(nil)
 	_ gofs.FileReleaser        = (*fileHandle)(nil)
 	_ gofs.FilePassthroughFder = (*fileHandle)(nil)
@@ -25,6 +27,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	if n.t.m.kernelOpens.Load() {
+		// The kernel takes ENOSYS as "open every file yourself, from now
+		// on, without asking": no OPEN or RELEASE round trip again on this
+		// mount. MS_RDONLY and default_permissions still guard the open.
+		return nil, 0, syscall.ENOSYS
+	}
 	if !n.t.snap.Attr(n.idx).IsRegular() {
 		return nil, 0, syscall.EINVAL
 	}
@@ -32,10 +40,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, n.t.m.fail("open", n.idx, 0, 0, err)
 	}
-	n.t.m.stats.Opens.Add(1)
-	if n.t.m.onOpen != nil {
-		n.t.m.onOpen(n.idx)
-	}
+	n.t.m.heardOpen(n.idx)
 	// The snapshot pins the file's size and mtime, so pages cached by an
 	// earlier open are still right: keep them. Nothing is ever written, so
 	// close needs no FLUSH round trip either.
@@ -43,23 +48,61 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 }
 
 func (f *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if fr, ok := f.r.(FdReader); ok {
-		size := f.n.t.snap.Attr(f.n.idx).Size
+	return f.n.t.read(ctx, f.r, f.n.idx, dest, off, nil)
+}
+
+// Read serves reads that come without a handle of ours: in kernel-open
+// mode every read does, and is served through the file's held Reader.
+func (n *node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if f, ok := fh.(*fileHandle); ok {
+		return f.Read(ctx, dest, off)
+	}
+	if !n.t.snap.Attr(n.idx).IsRegular() {
+		return nil, syscall.EINVAL
+	}
+	e, err := n.t.m.held.acquire(n.idx)
+	if err != nil {
+		return nil, n.t.m.fail("open", n.idx, off, len(dest), err)
+	}
+	return n.t.read(ctx, e.r, n.idx, dest, off, func() { n.t.m.held.release(e) })
+}
+
+// read serves one read through r. done, if set, runs once the reply no
+// longer needs r: after the splice of a cached range, or before returning.
+func (t *tree) read(ctx context.Context, r Reader, idx uint32, dest []byte, off int64, done func()) (fuse.ReadResult, syscall.Errno) {
+	if fr, ok := r.(FdReader); ok {
+		size := t.snap.Attr(idx).Size
 		if off >= size {
+			if done != nil {
+				done()
+			}
 			return fuse.ReadResultData(nil), 0
 		}
 		n := int(min(int64(len(dest)), size-off))
 		if fd, ok := fr.CachedFd(off, n); ok {
-			f.n.t.m.stats.BytesServed.Add(int64(n))
-			return fuse.ReadResultFd(fd, off, n), 0
+			t.m.stats.BytesServed.Add(int64(n))
+			if done == nil {
+				return fuse.ReadResultFd(fd, off, n), 0
+			}
+			return &splicedResult{fd: fd, off: off, n: n, done: done}, 0
 		}
 	}
-	got, err := f.r.ReadAt(ctx, dest, off)
-	if err != nil {
-		return nil, f.n.t.m.fail("read", f.n.idx, off, len(dest), err)
+	got, err := r.ReadAt(ctx, dest, off)
+	if done != nil {
+		done()
 	}
-	f.n.t.m.stats.BytesServed.Add(int64(got))
+	if err != nil {
+		return nil, t.m.fail("read", idx, off, len(dest), err)
+	}
+	t.m.stats.BytesServed.Add(int64(got))
 	return fuse.ReadResultData(dest[:got]), 0
+}
+
+// Flush answers ENOSYS, which the kernel remembers for the mount: nothing
+// is ever written, so no close needs a round trip. (Handles of ours carry
+// FOPEN_NOFLUSH anyway; files the kernel opens itself carry no flags.)
+func (n *node) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 func (f *fileHandle) Release(ctx context.Context) syscall.Errno {

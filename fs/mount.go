@@ -64,6 +64,10 @@ type Mount struct {
 	failed      sync.Map
 	passthrough bool
 	onOpen      func(idx uint32)
+	// kernelOpens, once set, makes every open answer ENOSYS (see
+	// KernelOpens); held then serves the reads, which come without handles.
+	kernelOpens atomic.Bool
+	held        *heldReaders
 }
 
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
@@ -71,6 +75,7 @@ type Mount struct {
 func New(mountpoint string, cfg Config) (*Mount, error) {
 	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen}
 	t := &tree{snap: cfg.Snapshot, content: cfg.Content, m: m}
+	m.held = newHeldReaders(cfg.Content.Open, m.heardOpen, m.closeReader, heldIdle, heldMax)
 	root := &node{t: t, idx: 0}
 	timeout := forever
 	fsName := cfg.FsName
@@ -93,6 +98,10 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 			MaxReadAhead:         1 << 20,
 			Debug:                cfg.Debug,
 			Logger:               cfg.GoFuseLog,
+			// Reads of cached ranges are spliced; 1 MiB requests (the
+			// kernel's most) make an eighth of the round trips that the
+			// default 128 KiB does for a sequential reader.
+			MaxWrite: 1 << 20,
 		},
 		Logger:          cfg.GoFuseLog,
 		EntryTimeout:    &timeout,
@@ -102,6 +111,7 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 	}
 	srv, err := gofs.Mount(mountpoint, root, opts)
 	if err != nil {
+		m.held.close()
 		return nil, fmt.Errorf("fs: %w at %s: %w", ErrMount, mountpoint, err)
 	}
 	m.srv = srv
@@ -126,8 +136,38 @@ func (m *Mount) PassthroughAvailable() (bool, string) {
 // Stats returns the live counters.
 func (m *Mount) Stats() *Stats { return &m.stats }
 
-// Wait blocks until the mount is gone (unmounted by anyone).
-func (m *Mount) Wait() { m.srv.Wait() }
+// KernelOpens makes the kernel open regular files itself for the rest of
+// the mount: the next OPEN is answered ENOSYS, which the kernel takes as
+// "never ask again". Opens and closes then cost no round trip, and a file
+// re-read from the page cache never reaches the daemon; reads that miss
+// the page cache still do. Passthrough needs an OPEN to hand over the
+// backing file, so it is off from then on. Irreversible.
+func (m *Mount) KernelOpens() { m.kernelOpens.Store(true) }
+
+// HeldReaders is the number of files whose Reader the daemon holds for
+// reads without handles.
+func (m *Mount) HeldReaders() int { return m.held.count() }
+
+// heardOpen counts a file opened by the daemon and tells the prefetcher.
+func (m *Mount) heardOpen(idx uint32) {
+	m.stats.Opens.Add(1)
+	if m.onOpen != nil {
+		m.onOpen(idx)
+	}
+}
+
+func (m *Mount) closeReader(idx uint32, r Reader) {
+	if err := r.Close(); err != nil {
+		m.log.Warn().Err(err).Uint32("entry", idx).Msg("close of a cached file failed")
+	}
+}
+
+// Wait blocks until the mount is gone (unmounted by anyone), then gives
+// back the Readers held for handle-less reads.
+func (m *Mount) Wait() {
+	m.srv.Wait()
+	m.held.close()
+}
 
 // Unmount asks the kernel to unmount; it fails with EBUSY while files are open.
 func (m *Mount) Unmount() error { return m.srv.Unmount() }

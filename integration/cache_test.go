@@ -143,8 +143,9 @@ func TestCacheBytesAndReuse(t *testing.T) {
 	}
 	f.e.unmount(mnt)
 
-	// Nor does a read after remount.
-	f.mount(mnt, "--block-size", "64KiB")
+	// Nor does a read after remount, here with opens through the daemon so
+	// that complete files are passed through.
+	f.mount(mnt, "--block-size", "64KiB", "--passthrough=on")
 	f.sfs.Reset()
 	for name, b := range f.files {
 		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
@@ -333,7 +334,7 @@ func TestOpenWhileCompletedElsewhere(t *testing.T) {
 	const bs = 64 << 10
 	f := newCacheFixture(t, map[string]int{"x": 4 * bs}, slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")
-	f.mount(mnt, "--block-size", "64KiB", "--prefetch", "off", "--read-ahead", "0")
+	f.mount(mnt, "--block-size", "64KiB", "--prefetch", "off", "--read-ahead", "0", "--passthrough=on")
 	p := filepath.Join(mnt, "x")
 	f1, err := os.Open(p)
 	if err != nil {
@@ -358,4 +359,62 @@ func TestOpenWhileCompletedElsewhere(t *testing.T) {
 		t.Fatalf("open after all closed: %v", err)
 	}
 	f.e.unmount(mnt)
+}
+
+// TestOpenModes: with the kernel opening files itself (auto picks it for
+// small files), re-opening a file read once costs the daemon nothing, and
+// the bytes are right after the page cache is dropped; with
+// --passthrough=on every open reaches the daemon. Judged by the daemon's
+// own open counter, which counts the opens that reached it.
+func TestOpenModes(t *testing.T) {
+	f := newCacheFixture(t, map[string]int{"a": 300 << 10, "b": 5 << 20}, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	reread := func(name string, times int) {
+		t.Helper()
+		for i := 0; i < times; i++ {
+			if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), f.files[name]) {
+				t.Fatalf("%s differs on read %d", name, i+1)
+			}
+		}
+	}
+
+	f.mount(mnt, "--prefetch", "off")
+	m := statusOf(t, f.e, mnt)
+	if mode, _ := m["open_mode"].(string); !strings.Contains(mode, "the kernel opens files itself") || m["passthrough"] != false {
+		t.Errorf("auto with files averaging 2.6 MiB: open_mode %q, passthrough %v", mode, m["passthrough"])
+	}
+	reread("a", 10)
+	m = statusOf(t, f.e, mnt)
+	if got := num(m, "opens"); got != 1 {
+		t.Errorf("10 opens of a file with the kernel opening: %v reached the daemon, want 1", got)
+	}
+	// The page cache is kept across the kernel's opens: only the first
+	// read's bytes went through the daemon.
+	if got := num(m, "bytes_served"); got != float64(len(f.files["a"])) {
+		t.Errorf("10 reads of a %d-byte file: the daemon served %v bytes", len(f.files["a"]), got)
+	}
+	// Reads that miss the page cache come without a handle and are served.
+	dropCaches(t)
+	f.sfs.Reset()
+	reread("a", 2)
+	reread("b", 1)
+	if c := f.sfs.Counts(); c.BytesRead != uint64(len(f.files["b"])) {
+		t.Errorf("after dropping the page cache: %d bytes from the source, want only b's %d", c.BytesRead, len(f.files["b"]))
+	}
+	f.e.unmount(mnt)
+
+	f.mount(mnt, "--prefetch", "off", "--passthrough=on")
+	reread("a", 10)
+	m = statusOf(t, f.e, mnt)
+	if got := num(m, "opens"); got != 10 {
+		t.Errorf("10 opens with --passthrough=on: %v reached the daemon, want 10", got)
+	}
+	if m["passthrough"] != true || num(m, "cache.passthrough_opens") != 10 {
+		t.Errorf("--passthrough=on as root: passthrough %v, %v passthrough opens, want 10", m["passthrough"], num(m, "cache.passthrough_opens"))
+	}
+	f.e.unmount(mnt)
+
+	if r := f.e.run("mount", f.slow, mnt, "--passthrough=sometimes"); r.code != 2 || !strings.Contains(r.stderr, "--passthrough") {
+		t.Errorf("--passthrough=sometimes: exit %d %q, want 2", r.code, r.stderr)
+	}
 }

@@ -35,6 +35,7 @@ type daemonState struct {
 	content                     cacheContent
 	pf                          *prefetch.Prefetcher // nil with --prefetch off
 	passthrough                 bool
+	openMode                    string // how files are opened, and why
 	log                         zerolog.Logger
 }
 
@@ -53,6 +54,8 @@ type statusReply struct {
 	Errors        int64            `json:"errors"`
 	Prefetch      *prefetch.Stats  `json:"prefetch,omitempty"`
 	Passthrough   bool             `json:"passthrough"`
+	// OpenMode says whether opens reach the daemon, and why.
+	OpenMode string `json:"open_mode"`
 }
 
 func (d *daemonState) status() statusReply {
@@ -61,7 +64,7 @@ func (d *daemonState) status() statusReply {
 		Source: d.src, Mountpoint: d.mnt, CacheDir: d.cacheDir, LogFile: d.logFile, Pid: os.Getpid(),
 		UptimeSeconds: time.Since(d.started).Seconds(), Snapshot: d.snap.Stats(), Cache: d.cache.Stats(),
 		Opens: s.Opens.Load(), BytesServed: s.BytesServed.Load(), Errors: s.Errors.Load(),
-		Passthrough: d.passthrough,
+		Passthrough: d.passthrough, OpenMode: d.openMode,
 	}
 	if d.pf != nil {
 		ps := d.pf.Stats()

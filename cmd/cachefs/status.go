@@ -164,6 +164,9 @@ func printStatus(r *statusReply) {
 		pt = fmt.Sprintf("on (%s opens)", humanize.Comma(c.PassthroughOffered))
 	}
 	fmt.Fprintf(tw, "passthrough\t%s\n", pt)
+	if r.OpenMode != "" {
+		fmt.Fprintf(tw, "opens\t%s\n", r.OpenMode)
+	}
 	tw.Flush()
 }
 
