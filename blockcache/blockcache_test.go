@@ -345,3 +345,43 @@ func TestEvictedWhileIdleNeverServesZeros(t *testing.T) {
 		t.Fatal("nothing was evicted: the test did not test")
 	}
 }
+
+// TestBlockSizeChangeStartsOver: a cache directory written with another
+// block size keeps nothing for a file (its presence log no longer
+// matches), and its blocks are fetched and served right.
+func TestBlockSizeChangeStartsOver(t *testing.T) {
+	src := newSource(map[string]int{"a": 4096*5 + 7})
+	want := src.files["a"]
+	dir := t.TempDir()
+	readWhole := func(c *Cache) {
+		t.Helper()
+		h, err := c.OpenFile(key(src, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		p := make([]byte, len(want))
+		if n, err := h.ReadAt(context.Background(), p, 0); err != nil || n != len(want) || !bytes.Equal(p, want) {
+			t.Fatalf("read: %d %v", n, err)
+		}
+	}
+	c := open(t, dir, src, Options{ReadAhead: -1})
+	readWhole(c)
+	c.Close()
+
+	src.bytes.Store(0)
+	c = open(t, dir, src, Options{BlockSize: 8192, ReadAhead: -1})
+	readWhole(c)
+	c.Close()
+	if got := src.bytes.Load(); got != int64(len(want)) {
+		t.Errorf("after a block size change the source served %d bytes, want the whole file (%d)", got, len(want))
+	}
+	// And the rewritten log serves the new block size after a restart.
+	src.bytes.Store(0)
+	c = open(t, dir, src, Options{BlockSize: 8192, ReadAhead: -1})
+	defer c.Close()
+	readWhole(c)
+	if got := src.bytes.Load(); got != 0 {
+		t.Errorf("reopened with the same block size: %d bytes fetched again", got)
+	}
+}

@@ -142,12 +142,24 @@ func (st *fileState) openFiles(create bool) error {
 	hdr := st.header()
 	if !bytes.HasPrefix(raw, hdr) {
 		// New, or written for another block size: start over. The data
-		// file is truncated too so no stale block can be read by mistake.
-		if err := plog.Truncate(0); err != nil {
+		// file is emptied too so stale blocks stop taking disk space (the
+		// empty bitmap already keeps them from being read). A new, empty
+		// file is not truncated: ext4 takes a truncate to 0 as "file being
+		// replaced" and starts writeback at close, a synchronous cost per
+		// small file that made closes the bottleneck of prefetch.
+		var fst unix.Stat_t
+		if err := unix.Fstat(int(data.Fd()), &fst); err != nil {
 			return err
 		}
-		if err := data.Truncate(0); err != nil {
-			return err
+		if len(raw) > 0 {
+			if err := plog.Truncate(0); err != nil {
+				return err
+			}
+		}
+		if fst.Size > 0 {
+			if err := data.Truncate(0); err != nil {
+				return err
+			}
 		}
 		if _, err := plog.Write(hdr); err != nil {
 			return err
