@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"container/list"
 	"sync"
 	"time"
 
@@ -27,10 +28,13 @@ type heldReaders struct {
 	idle   time.Duration
 	max    int
 
-	mu   sync.Mutex
-	m    map[uint32]*held
-	done chan struct{}
-	wg   sync.WaitGroup
+	mu sync.Mutex
+	m  map[uint32]*held
+	// idleList holds the unreferenced entries, least recently released
+	// first: the order both the cap and the reaper give them back in.
+	idleList *list.List
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 type held struct {
@@ -38,6 +42,7 @@ type held struct {
 	r    Reader
 	refs int
 	last time.Time
+	idle *list.Element // in idleList while refs == 0
 }
 
 const (
@@ -52,7 +57,8 @@ const (
 )
 
 func newHeldReaders(open func(uint32) (Reader, error), onNew func(uint32), closeR func(uint32, Reader), idle time.Duration, max int) *heldReaders {
-	h := &heldReaders{open: open, onNew: onNew, closeR: closeR, idle: idle, max: max, m: map[uint32]*held{}, done: make(chan struct{})}
+	h := &heldReaders{open: open, onNew: onNew, closeR: closeR, idle: idle, max: max,
+		m: map[uint32]*held{}, idleList: list.New(), done: make(chan struct{})}
 	h.wg.Add(1)
 	go h.reap()
 	return h
@@ -63,7 +69,7 @@ func (h *heldReaders) acquire(idx uint32) (*held, error) {
 	h.mu.Lock()
 	e := h.m[idx]
 	if e != nil {
-		e.refs++
+		h.refLocked(e)
 		h.mu.Unlock()
 		return e, nil
 	}
@@ -75,7 +81,7 @@ func (h *heldReaders) acquire(idx uint32) (*held, error) {
 	h.mu.Lock()
 	if e = h.m[idx]; e != nil {
 		// Another read opened it meanwhile; keep one.
-		e.refs++
+		h.refLocked(e)
 		h.mu.Unlock()
 		h.closeR(idx, r)
 		return e, nil
@@ -94,29 +100,33 @@ func (h *heldReaders) acquire(idx uint32) (*held, error) {
 	return e, nil
 }
 
+func (h *heldReaders) refLocked(e *held) {
+	if e.refs == 0 && e.idle != nil {
+		h.idleList.Remove(e.idle)
+		e.idle = nil
+	}
+	e.refs++
+}
+
 func (h *heldReaders) release(e *held) {
 	h.mu.Lock()
 	e.refs--
-	e.last = time.Now()
+	if e.refs == 0 {
+		e.last = time.Now()
+		e.idle = h.idleList.PushBack(e)
+	}
 	h.mu.Unlock()
 }
 
 // oldestIdleLocked removes up to n unreferenced entries, least recently
-// used first. Linear, but it runs only when an open finds the table full.
+// released first.
 func (h *heldReaders) oldestIdleLocked(n int) []*held {
 	var out []*held
-	for range n {
-		var old *held
-		for _, e := range h.m {
-			if e.refs == 0 && (old == nil || e.last.Before(old.last)) {
-				old = e
-			}
-		}
-		if old == nil {
-			break
-		}
-		delete(h.m, old.idx)
-		out = append(out, old)
+	for ; n > 0 && h.idleList.Len() > 0; n-- {
+		e := h.idleList.Remove(h.idleList.Front()).(*held)
+		e.idle = nil
+		delete(h.m, e.idx)
+		out = append(out, e)
 	}
 	return out
 }
@@ -132,11 +142,8 @@ func (h *heldReaders) reap() {
 		case now := <-t.C:
 			var idle []*held
 			h.mu.Lock()
-			for idx, e := range h.m {
-				if e.refs == 0 && now.Sub(e.last) >= h.idle {
-					delete(h.m, idx)
-					idle = append(idle, e)
-				}
+			for f := h.idleList.Front(); f != nil && now.Sub(f.Value.(*held).last) >= h.idle; f = h.idleList.Front() {
+				idle = append(idle, h.oldestIdleLocked(1)...)
 			}
 			h.mu.Unlock()
 			h.closeAll(idle)
@@ -154,6 +161,7 @@ func (h *heldReaders) close() {
 		all = append(all, e)
 	}
 	clear(h.m)
+	h.idleList.Init()
 	h.mu.Unlock()
 	h.closeAll(all)
 }
