@@ -75,6 +75,10 @@ type Options struct {
 	// refused the directory can say who has it.
 	Owner  string
 	Logger zerolog.Logger
+	// BootID names the machine's current boot; blocks recorded during
+	// another boot are checked against their checksums before they are
+	// served. Default: /proc/sys/kernel/random/boot_id (tests set it).
+	BootID string
 }
 
 // Stats are the cache's counters.
@@ -88,6 +92,11 @@ type Stats struct {
 	Budget              int64 `json:"budget"`
 	PassthroughOffered  int64 `json:"passthrough_opens"`
 	UncachedBytesServed int64 `json:"uncached_bytes"` // fetched but not stored: budget full or disk failing
+	// Verified counts blocks recorded during an earlier boot whose bytes
+	// were checked against their checksum; Corrupt those that failed (lost
+	// in a crash of the machine) and were fetched again.
+	Verified int64 `json:"verified_blocks"`
+	Corrupt  int64 `json:"corrupt_blocks"`
 }
 
 // Cache is a directory of cached source files. Safe for concurrent use.
@@ -108,7 +117,11 @@ type Cache struct {
 	idle  *ristretto.Cache[string, *fileState]
 	raSem *semaphore.Weighted
 
+	// boot identifies this boot of the machine in presence logs.
+	boot [bootSize]byte
+
 	hits, misses, fromSource, fromCache, evictions, passthrough, uncached atomic.Int64
+	verified, corrupt                                                     atomic.Int64
 	// demand counts fetches a reader is waiting on; background work holds
 	// back while it is non-zero.
 	demand   atomic.Int64
@@ -168,6 +181,7 @@ func Open(opts Options, src Source) (*Cache, error) {
 		idle:     idle,
 		raSem:    semaphore.NewWeighted(16),
 		scanDone: make(chan struct{}),
+		boot:     bootIdentity(opts.BootID),
 	}
 	go c.scan()
 	return c, nil
@@ -218,6 +232,7 @@ func (c *Cache) Stats() Stats {
 		BytesFromSource: c.fromSource.Load(), BytesFromCache: c.fromCache.Load(),
 		Evictions: c.evictions.Load(), Usage: u, Budget: c.opts.MaxBytes,
 		PassthroughOffered: c.passthrough.Load(), UncachedBytesServed: c.uncached.Load(),
+		Verified: c.verified.Load(), Corrupt: c.corrupt.Load(),
 	}
 }
 
@@ -433,21 +448,49 @@ func (c *Cache) release(st *fileState) {
 	}
 }
 
-// present record: block index and a checksum of it, so garbage is never
-// mistaken for a record.
-const recordSize = 8
+// A presence record: block index, CRC-32C of the block's bytes, and a
+// checksum of both, so garbage is never mistaken for a record and a block
+// whose bytes were lost in a crash of the machine is recognised.
+const recordSize = 12
 
-func encodeRecord(b uint32) []byte {
+func encodeRecord(b, sum uint32) []byte {
 	var r [recordSize]byte
 	binary.LittleEndian.PutUint32(r[:4], b)
-	binary.LittleEndian.PutUint32(r[4:], recordSum(b))
+	binary.LittleEndian.PutUint32(r[4:8], sum)
+	binary.LittleEndian.PutUint32(r[8:], crc32.Checksum(r[:8], castagnoli))
 	return r[:]
+}
+
+// decodeRecord returns a record's block and data checksum, or ok false for
+// a torn or garbage record.
+func decodeRecord(r []byte) (b, sum uint32, ok bool) {
+	if binary.LittleEndian.Uint32(r[8:12]) != crc32.Checksum(r[:8], castagnoli) {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint32(r[:4]), binary.LittleEndian.Uint32(r[4:8]), true
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func recordSum(b uint32) uint32 {
-	var x [4]byte
-	binary.LittleEndian.PutUint32(x[:], b)
-	return crc32.Checksum(x[:], castagnoli)
+func blockSum(data []byte) uint32 { return crc32.Checksum(data, castagnoli) }
+
+const bootSize = 16
+
+// bootIdentity condenses a boot id to bootSize bytes. Without one (no
+// /proc), each process counts as a boot of its own: blocks recorded by
+// earlier processes are then always checked, which costs reads, never
+// correctness.
+func bootIdentity(id string) [bootSize]byte {
+	if id == "" {
+		if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+			id = strings.TrimSpace(string(b))
+		}
+	}
+	if id == "" {
+		id = fmt.Sprintf("pid %d at %d", os.Getpid(), time.Now().UnixNano())
+	}
+	sum := sha256.Sum256([]byte(id))
+	var out [bootSize]byte
+	copy(out[:], sum[:])
+	return out
 }

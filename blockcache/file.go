@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const logMagic = "CFSBLK01"
+// logMagic starts every presence log; the digits are the format version.
+const logMagic = "CFSBLK02"
 
 // fileState is the cache's view of one source file, shared by its handles.
 type fileState struct {
@@ -30,11 +32,27 @@ type fileState struct {
 	refs    int // guarded by Cache.mu
 	dead    atomic.Bool
 	flight  singleflight.Group
+	// reportedCorrupt keeps a file's failed checksums to one log line.
+	reportedCorrupt atomic.Bool
 
 	mu      sync.RWMutex
 	bits    []uint64
 	present int64
-	loaded  bool
+	sums    []uint32 // CRC-32C of each present block's bytes
+	// unchecked marks present blocks recorded during another boot of the
+	// machine, whose bytes must match sums before they are served;
+	// nUnchecked counts them.
+	unchecked  []uint64
+	nUnchecked int64
+	// bad marks blocks that failed their check and were not stored again
+	// yet; their stale records keep the log from being stamped.
+	bad  []uint64
+	nBad int64
+	// needStamp: the log was written in another boot, and stamping it
+	// with this one, once nothing is unchecked or bad, spares the next
+	// mount of this boot the checks.
+	needStamp bool
+	loaded    bool
 	// evictSeen is Cache.evictions when the bitmap was loaded.
 	evictSeen int64
 	active    bool     // between activate and deactivate
@@ -49,10 +67,12 @@ type fileState struct {
 func newFileState(c *Cache, name string, key Key) *fileState {
 	bs := c.opts.BlockSize
 	n := (key.Size + bs - 1) / bs
-	return &fileState{c: c, name: name, key: key, nblocks: n, bits: make([]uint64, (n+63)/64)}
+	return &fileState{c: c, name: name, key: key, nblocks: n, bits: make([]uint64, (n+63)/64), sums: make([]uint32, n)}
 }
 
-func (st *fileState) cost() int64 { return int64(len(st.bits))*8 + 256 }
+func (st *fileState) cost() int64 {
+	return int64(len(st.bits))*8 + int64(len(st.unchecked))*8 + int64(len(st.sums))*4 + 256
+}
 
 func (st *fileState) has(b int64) bool {
 	st.mu.RLock()
@@ -140,7 +160,7 @@ func (st *fileState) openFiles(create bool) error {
 		return err
 	}
 	hdr := st.header()
-	if !bytes.HasPrefix(raw, hdr) {
+	if !bytes.HasPrefix(raw, hdr) || len(raw) < len(hdr)+bootSize {
 		// New, or written for another block size: start over. The data
 		// file is emptied too so stale blocks stop taking disk space (the
 		// empty bitmap already keeps them from being read). A new, empty
@@ -161,21 +181,31 @@ func (st *fileState) openFiles(create bool) error {
 				return err
 			}
 		}
-		if _, err := plog.Write(hdr); err != nil {
+		raw = append(slices.Clip(hdr), st.c.boot[:]...)
+		if _, err := plog.Write(raw); err != nil {
 			return err
 		}
-		raw = hdr
 	}
-	for r := raw[len(hdr):]; len(r) >= recordSize; r = r[recordSize:] {
-		b := binary.LittleEndian.Uint32(r[:4])
-		if binary.LittleEndian.Uint32(r[4:8]) != recordSum(b) || int64(b) >= st.nblocks {
+	// Records written during this boot are trusted: the kernel keeps the
+	// bytes they describe through any crash of this process. After a crash
+	// of the machine, a record may have reached the disk before its block,
+	// so blocks recorded in another boot are checked when first read.
+	otherBoot := !bytes.Equal(raw[len(hdr):len(hdr)+bootSize], st.c.boot[:])
+	for r := raw[len(hdr)+bootSize:]; len(r) >= recordSize; r = r[recordSize:] {
+		b, sum, ok := decodeRecord(r)
+		if !ok || int64(b) >= st.nblocks {
 			break // a torn or garbage tail: everything after it is ignored
 		}
 		if st.bits[b/64]&(1<<(b%64)) == 0 {
 			st.bits[b/64] |= 1 << (b % 64)
 			st.present++
 		}
+		st.sums[b] = sum // a block stored again records again: the last wins
+		if otherBoot {
+			st.markUnchecked(b)
+		}
 	}
+	st.needStamp = st.nUnchecked > 0
 	st.loaded = true
 	var fst unix.Stat_t
 	if unix.Fstat(int(data.Fd()), &fst) == nil && fst.Size != st.key.Size {
@@ -190,6 +220,101 @@ func (st *fileState) openFiles(create bool) error {
 func (st *fileState) forget() {
 	clear(st.bits)
 	st.present = 0
+	st.unchecked, st.nUnchecked = nil, 0
+	st.bad, st.nBad = nil, 0
+	st.needStamp = false
+}
+
+// stampDueLocked reports, once, that every block the log lists has been
+// checked or stored again during this boot; st.mu held.
+func (st *fileState) stampDueLocked() bool {
+	if st.nUnchecked == 0 {
+		st.unchecked = nil
+	}
+	if !st.needStamp || st.nUnchecked != 0 || st.nBad != 0 {
+		return false
+	}
+	st.needStamp = false
+	st.bad = nil
+	return true
+}
+
+// markUnchecked notes that block b's bytes need checking; st.mu held.
+func (st *fileState) markUnchecked(b uint32) {
+	if st.unchecked == nil {
+		st.unchecked = make([]uint64, len(st.bits))
+	}
+	if st.unchecked[b/64]&(1<<(b%64)) == 0 {
+		st.unchecked[b/64] |= 1 << (b % 64)
+		st.nUnchecked++
+	}
+}
+
+// trusted reports whether block b is stored and may be served. A block
+// recorded during another boot is read and checked against its checksum
+// first; one that fails is forgotten (logged once per file), so the caller
+// fetches it again, and the rewrite records it anew.
+func (st *fileState) trusted(b int64) bool {
+	st.mu.RLock()
+	present := st.bits[b/64]&(1<<(b%64)) != 0
+	check := present && st.unchecked != nil && st.unchecked[b/64]&(1<<(b%64)) != 0
+	data, want := st.data, st.sums[b]
+	st.mu.RUnlock()
+	if !check {
+		return present
+	}
+	if data == nil {
+		return false // not open: the caller reads the source
+	}
+	buf, err := st.readStored(b)
+	ok := err == nil && blockSum(buf) == want
+	st.c.verified.Add(1)
+	st.mu.Lock()
+	if st.data != data || st.unchecked == nil || st.unchecked[b/64]&(1<<(b%64)) == 0 {
+		// Checked meanwhile by another reader, or the files changed under
+		// us: ask again.
+		st.mu.Unlock()
+		return st.trusted(b)
+	}
+	st.unchecked[b/64] &^= 1 << (b % 64)
+	st.nUnchecked--
+	if !ok {
+		st.bits[b/64] &^= 1 << (b % 64)
+		st.present--
+		if st.bad == nil {
+			st.bad = make([]uint64, len(st.bits))
+		}
+		st.bad[b/64] |= 1 << (b % 64)
+		st.nBad++
+		st.c.corrupt.Add(1)
+	}
+	stamp := st.stampDueLocked()
+	st.mu.Unlock()
+	if !ok && !st.reportedCorrupt.Swap(true) {
+		st.c.log.Warn().Str("path", st.key.Path).Int64("block", b).Err(err).
+			Msg("a cached block does not match its checksum after a restart of the machine; fetching it again")
+	}
+	if stamp {
+		st.stampBoot(data)
+	}
+	return ok
+}
+
+// stampBoot records in the presence log that every block it lists was
+// checked during this boot, so the next mount before a restart of the
+// machine need not check them again. The boot field is rewritten in place
+// (through a descriptor of its own: writes to the O_APPEND one always
+// append); a torn write only makes the next mount check again.
+func (st *fileState) stampBoot(data *os.File) {
+	if data == nil {
+		return
+	}
+	f, err := os.OpenFile(st.c.dataPath(st.name)+".present", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	f.WriteAt(st.c.boot[:], int64(len(st.header())))
 }
 
 // deactivate closes the state's descriptors unless a user came back. The
@@ -260,7 +385,7 @@ func (st *fileState) fetch(ctx context.Context, b int64, background bool) ([]byt
 }
 
 func (st *fileState) fetchBlock(b int64, background bool) ([]byte, error) {
-	if st.has(b) {
+	if st.trusted(b) {
 		// Stored by a fetch that finished while this one queued.
 		if buf, err := st.readStored(b); err == nil {
 			return buf, nil
@@ -350,9 +475,10 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 		fail("writing", err)
 		return
 	}
-	// Appends of one 8-byte record are atomic under O_APPEND, so stores of
+	// Appends of one small record are atomic under O_APPEND, so stores of
 	// different blocks may record concurrently.
-	if _, err := plog.Write(encodeRecord(uint32(b))); err != nil {
+	sum := blockSum(buf)
+	if _, err := plog.Write(encodeRecord(uint32(b), sum)); err != nil {
 		fail("recording", err)
 		return
 	}
@@ -361,11 +487,28 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	// reopen (perhaps of files made anew after an eviction) the bitmap
 	// describes other files, and the record, if it landed in them, is
 	// found by the next load anyway.
-	if st.data == data && st.bits[b/64]&(1<<(b%64)) == 0 {
-		st.bits[b/64] |= 1 << (b % 64)
-		st.present++
+	if st.data == data {
+		if st.bits[b/64]&(1<<(b%64)) == 0 {
+			st.bits[b/64] |= 1 << (b % 64)
+			st.present++
+		}
+		st.sums[b] = sum
+		// Just written in this boot: nothing left to check, and its new
+		// record supersedes a bad one.
+		if st.unchecked != nil && st.unchecked[b/64]&(1<<(b%64)) != 0 {
+			st.unchecked[b/64] &^= 1 << (b % 64)
+			st.nUnchecked--
+		}
+		if st.bad != nil && st.bad[b/64]&(1<<(b%64)) != 0 {
+			st.bad[b/64] &^= 1 << (b % 64)
+			st.nBad--
+		}
 	}
+	stamp := st.data == data && st.stampDueLocked()
 	st.mu.Unlock()
+	if stamp {
+		st.stampBoot(data)
+	}
 }
 
 // readCached reads stored bytes; any error sends the caller to the source.
@@ -408,7 +551,7 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		bStart := b * bs
 		hi := min(end, bStart+bs)
 		dst := p[pos-off : hi-off]
-		if st.has(b) && st.readCached(dst, pos) == nil {
+		if st.trusted(b) && st.readCached(dst, pos) == nil {
 			st.c.hits.Add(1)
 			st.c.fromCache.Add(int64(len(dst)))
 		} else {
@@ -460,6 +603,11 @@ func (h *Handle) CachedFd(off int64, n int) (uintptr, bool) {
 	}
 	end := min(off+int64(n), st.key.Size)
 	bs := st.c.opts.BlockSize
+	for b := off / bs; b <= (end-1)/bs; b++ {
+		if !st.trusted(b) {
+			return 0, false
+		}
+	}
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	if st.data == nil {
@@ -480,13 +628,32 @@ func (h *Handle) CachedFd(off int64, n int) (uintptr, bool) {
 func (h *Handle) PassthroughFd() (int, bool) {
 	st := h.st
 	st.mu.RLock()
+	unchecked := st.nUnchecked
+	st.mu.RUnlock()
+	if unchecked > 0 && st.key.Size <= passthroughCheckMax {
+		// After a restart of the machine: check the whole file now. The
+		// reads fill the page cache the kernel is about to read from.
+		for b := int64(0); b < st.nblocks; b++ {
+			if !st.trusted(b) {
+				return 0, false
+			}
+		}
+	}
+	st.mu.RLock()
 	defer st.mu.RUnlock()
-	if st.data == nil || st.present != st.nblocks || st.nblocks == 0 {
+	// The kernel would read unchecked blocks without asking: offer only a
+	// file whose every block is stored and trusted.
+	if st.data == nil || st.present != st.nblocks || st.nblocks == 0 || st.nUnchecked != 0 {
 		return 0, false
 	}
 	st.c.passthrough.Add(1)
 	return int(st.data.Fd()), true
 }
+
+// passthroughCheckMax is the largest file whose unchecked blocks are all
+// checked at open so that it can be passed through; a larger one is served
+// by the daemon, block by block, until the next mount.
+const passthroughCheckMax = 64 << 20
 
 // Close releases the handle; the state's descriptors close with the last.
 func (h *Handle) Close() error {
