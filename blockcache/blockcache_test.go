@@ -3,6 +3,7 @@ package blockcache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -490,4 +491,27 @@ func TestUncheckedFileCheckedBeforePassthrough(t *testing.T) {
 	// The log is stamped only once the bad block was stored again: the
 	// next mount of this boot trusts it, and it is right.
 	sameBootChecksNothing(t, src, dir)
+}
+
+// TestPrefetchReturnsBusyInsteadOfWaiting: while a reader waits on a
+// demand fetch, Prefetch of a block too large to run beside it answers
+// ErrBusy at once (Warm would wait), and small files still go through.
+func TestPrefetchReturnsBusyInsteadOfWaiting(t *testing.T) {
+	src := newSource(map[string]int{"big": 512 << 10, "small": 4096})
+	c := open(t, t.TempDir(), src, Options{BlockSize: 1 << 20, ReadAhead: -1})
+	defer c.Close()
+	c.demand.Add(1) // a reader waits
+	if n, err := c.Prefetch(context.Background(), key(src, "big")); !errors.Is(err, ErrBusy) || n != 0 {
+		t.Fatalf("prefetch of 512 KiB beside a demand read: %d %v, want ErrBusy", n, err)
+	}
+	if n, err := c.Prefetch(context.Background(), key(src, "small")); err != nil || n != 4096 {
+		t.Fatalf("prefetch of 4 KiB beside a demand read: %d %v", n, err)
+	}
+	c.demand.Add(-1)
+	if n, err := c.Prefetch(context.Background(), key(src, "big")); err != nil || n != 512<<10 {
+		t.Fatalf("prefetch with no reader waiting: %d %v", n, err)
+	}
+	if !c.Cached(key(src, "big")) {
+		t.Error("not cached after prefetch")
+	}
 }

@@ -695,9 +695,26 @@ func (c *Cache) backgroundMayFetch(n int64) bool {
 }
 
 // Warm fetches every missing block of key's file at background priority
-// (see backgroundMayFetch), and stops with ErrNoRoom rather than evict
-// recently used data. It returns the bytes it fetched.
+// (see backgroundMayFetch), waiting while demand reads hold it back, and
+// stops with ErrNoRoom rather than evict recently used data. It returns the
+// bytes it fetched.
 func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
+	return c.warm(ctx, key, true)
+}
+
+// ErrBusy means a background fetch must wait for demand reads to finish;
+// Prefetch returns it instead of waiting.
+var ErrBusy = errors.New("background fetch held back by demand reads")
+
+// Prefetch is Warm for a queue of files: where Warm would wait for demand
+// reads to finish before a large block, it returns ErrBusy (with the bytes
+// fetched so far), so the caller can fetch smaller files meanwhile and come
+// back to this one.
+func (c *Cache) Prefetch(ctx context.Context, key Key) (int64, error) {
+	return c.warm(ctx, key, false)
+}
+
+func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
 	h, err := c.OpenFile(key)
 	if err != nil {
 		return 0, err
@@ -711,6 +728,9 @@ func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
 		}
 		n := min(c.opts.BlockSize, st.key.Size-b*c.opts.BlockSize)
 		for !c.backgroundMayFetch(n) {
+			if !wait {
+				return fetched, ErrBusy
+			}
 			select {
 			case <-ctx.Done():
 				return fetched, ctx.Err()

@@ -4,14 +4,17 @@
 //
 // # Invariants
 //
-//   - Each file is queued at most once per mount.
+//   - Each file is queued at most once per mount (a busy one is put back,
+//     not queued anew).
 //   - Each directory has at most Options.PerDir files (and DirBytes bytes
 //     per top-up) queued at a time; a huge directory is prefetched in step
 //     with the job's opens and cannot flood the source or the cache.
 //   - Work runs on Options.Workers goroutines at background priority: the
 //     Warmer holds back while demand reads wait, and refuses to evict data
 //     the job used recently; on such a refusal the whole queue is dropped
-//     and prefetching stops until the next open finds room again.
+//     and prefetching stops until the next open finds room again. A file
+//     the Warmer holds back (ErrBusy) goes to the back of the queue, so a
+//     large file never keeps a worker from the small ones behind it.
 //   - Nothing here touches the source's metadata: listings come from the
 //     snapshot.
 package prefetch
@@ -20,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/rs/zerolog"
@@ -34,6 +38,17 @@ type Warmer interface {
 
 // ErrNoRoom is what a Warmer wraps when the cache has no room to spare.
 var ErrNoRoom = errors.New("no room in the cache")
+
+// ErrBusy is what a Warmer wraps when a file has to wait for the job's own
+// reads to finish (a large fetch would take bandwidth they need). The
+// prefetcher then moves on to the files queued behind it and comes back to
+// it, so one large file does not hold a worker while small ones could be
+// fetched.
+var ErrBusy = errors.New("held back by demand reads")
+
+// busyPause is how long a worker rests when every queued file was just
+// found busy, so that a queue of large files does not spin.
+const busyPause = 2 * time.Millisecond
 
 // Options bound the prefetcher.
 type Options struct {
@@ -67,6 +82,8 @@ type Prefetcher struct {
 	dirs    map[uint32]*dirWindow
 	files   map[uint32]bool
 	running int
+	// busyRun counts busy answers since the last fetch that got anywhere.
+	busyRun int
 	done    int64
 	bytes   int64
 	stopped int64
@@ -189,7 +206,27 @@ func (p *Prefetcher) work() {
 		p.mu.Lock()
 		p.running--
 		p.bytes += n
+		if n > 0 || !errors.Is(err, ErrBusy) {
+			p.busyRun = 0
+		}
 		switch {
+		case errors.Is(err, ErrBusy) && p.ctx.Err() == nil:
+			// To the back of the queue; still queued as far as the
+			// directory's window is concerned.
+			p.queue = append(p.queue, idx)
+			if w := p.dirs[p.snap.Parent(idx)]; w != nil {
+				w.pending++
+			}
+			p.busyRun++
+			rest := p.busyRun > len(p.queue)
+			p.mu.Unlock()
+			if rest {
+				select {
+				case <-p.ctx.Done():
+				case <-time.After(busyPause):
+				}
+			}
+			continue
 		case err == nil:
 			p.done++
 		case errors.Is(err, ErrNoRoom):

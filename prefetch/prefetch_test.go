@@ -147,3 +147,78 @@ func waitTaken(t *testing.T, p *Prefetcher) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// busyWarmer answers ErrBusy for large files until released.
+type busyWarmer struct {
+	fakeWarmer
+	busy  sync.Mutex // held while large files are held back
+	large int64
+	asked map[string]int
+}
+
+func (b *busyWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
+	if b.snap.Attr(idx).Size >= b.large {
+		if !b.busy.TryLock() {
+			b.fakeWarmer.mu.Lock()
+			b.asked[b.snap.Name(idx)]++
+			b.fakeWarmer.mu.Unlock()
+			return 0, fmt.Errorf("warm: %w", ErrBusy)
+		}
+		b.busy.Unlock()
+	}
+	return b.fakeWarmer.Warm(ctx, idx)
+}
+
+// TestBusyFileDoesNotHoldTheQueue: with one worker, large files that must
+// wait for demand reads are put back, the small files behind them are
+// fetched meanwhile, and the large ones are fetched once let through.
+func TestBusyFileDoesNotHoldTheQueue(t *testing.T) {
+	b := snapshot.NewBuilder()
+	d := b.NewDir()
+	var es []snapshot.Entry
+	for i := 0; i < 8; i++ {
+		size := int64(100)
+		if i%4 == 1 {
+			size = 1 << 20 // f001, f005
+		}
+		es = append(es, snapshot.Entry{Name: fmt.Sprintf("f%03d", i), Dir: snapshot.NoDir,
+			Attr: snapshot.Attr{Mode: snapshot.ModeReg | 0o644, Size: size, Ino: uint64(10 + i)}})
+	}
+	b.SetDir(d, es)
+	b.SetDir(0, []snapshot.Entry{{Name: "d", Dir: d, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 2}}})
+	s, err := b.Build(snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &busyWarmer{fakeWarmer: fakeWarmer{snap: s, room: -1}, large: 1 << 20, asked: map[string]int{}}
+	w.busy.Lock()
+	p := New(s, w, Options{Workers: 1})
+	defer p.Close()
+	dd, _ := s.Lookup(0, "d")
+	lo, _ := s.Children(dd)
+	p.OnOpen(lo) // queues f001..f007
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.fakeWarmer.mu.Lock()
+		n := len(w.warmed)
+		w.fakeWarmer.mu.Unlock()
+		if n == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("small files behind busy ones not fetched: %v", w.warmed)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := p.Stats(); st.Queued+st.Running != 2 {
+		t.Errorf("the two busy files should still be queued: %+v", st)
+	}
+	w.busy.Unlock()
+	st := settle(t, p)
+	if st.Done != 7 || len(w.warmed) != 7 {
+		t.Errorf("after the demand reads end: %+v, warmed %v", st, w.warmed)
+	}
+	if w.asked["f001"] == 0 || w.asked["f005"] == 0 {
+		t.Errorf("busy answers: %v", w.asked)
+	}
+}

@@ -100,5 +100,12 @@ func (c cacheContent) cached(idx uint32) bool { return c.cache.Cached(c.key(idx)
 type prefetchWarmer struct{ c cacheContent }
 
 func (w prefetchWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
-	return w.c.warm(ctx, idx)
+	n, err := w.c.cache.Prefetch(ctx, w.c.key(idx))
+	switch {
+	case errors.Is(err, blockcache.ErrNoRoom):
+		err = fmt.Errorf("%w: %w", prefetch.ErrNoRoom, err)
+	case errors.Is(err, blockcache.ErrBusy):
+		err = fmt.Errorf("%w: %w", prefetch.ErrBusy, err)
+	}
+	return n, err
 }
