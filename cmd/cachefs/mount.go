@@ -552,11 +552,12 @@ func retryEINTR(call func() error) error {
 // files through the daemon for passthrough. Every open then costs an OPEN
 // and a RELEASE round trip, about 40 us of wall time with four readers on
 // two cores (BenchmarkWarmReopen), all of it lost when the file is re-read
-// from the page cache; what it buys is reads of cache files from disk about
-// 20% faster than splicing (BenchmarkLargeCachedRead) and one copy of the
-// pages in memory instead of two. At 4 MiB the round trip is about 6% of a
-// warm read and under a tenth of what passthrough saves on a cold one; for
-// the small files of a dataloader's epoch it is most of the cost.
+// from the page cache; what it buys is reads of cache files from disk at
+// local-disk speed, 3-15% faster than splicing them (BenchmarkLargeCachedRead,
+// best rounds), and one copy of the pages in memory instead of two. At
+// 4 MiB the round trip is about 6% of a warm read and a fraction of what
+// passthrough saves on a cold one; for the small files of a dataloader's
+// epoch it is most of the cost.
 const passthroughMinMean = 4 << 20
 
 // choosePassthrough decides, once per mount, whether opens go to the
