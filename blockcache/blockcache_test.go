@@ -21,6 +21,7 @@ type memSource struct {
 	files map[string][]byte
 	reads atomic.Int64
 	bytes atomic.Int64
+	open  atomic.Int64 // source files open now
 	delay time.Duration
 	fail  atomic.Bool // report every file as changed
 }
@@ -35,6 +36,7 @@ func (m *memSource) Open(k Key) (SourceFile, error) {
 	if !ok || m.fail.Load() || int64(len(b)) != k.Size {
 		return nil, ErrChanged
 	}
+	m.open.Add(1)
 	return &memFile{m, b}, nil
 }
 
@@ -46,7 +48,10 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (f *memFile) Close() error { return nil }
+func (f *memFile) Close() error {
+	f.s.open.Add(-1)
+	return nil
+}
 
 func newSource(sizes map[string]int) *memSource {
 	m := &memSource{files: map[string][]byte{}}
@@ -513,5 +518,27 @@ func TestPrefetchReturnsBusyInsteadOfWaiting(t *testing.T) {
 	}
 	if !c.Cached(key(src, "big")) {
 		t.Error("not cached after prefetch")
+	}
+}
+
+// TestSourceClosedOnceComplete: a file whose every block is stored needs
+// its source no more, so the source file is closed then, while the handle
+// stays open (the kernel may hold it long after the last read).
+func TestSourceClosedOnceComplete(t *testing.T) {
+	src := newSource(map[string]int{"a": 4096*2 + 10})
+	c := open(t, t.TempDir(), src, Options{ReadAhead: -1})
+	defer c.Close()
+	h, _ := c.OpenFile(key(src, "a"))
+	defer h.Close()
+	h.ReadAt(context.Background(), make([]byte, 100), 0)
+	if n := src.open.Load(); n != 1 {
+		t.Fatalf("%d source files open while blocks are missing, want 1", n)
+	}
+	p := make([]byte, 4096*2+10)
+	if n, err := h.ReadAt(context.Background(), p, 0); err != nil || n != len(p) || !bytes.Equal(p, src.files["a"]) {
+		t.Fatalf("read: %d %v", n, err)
+	}
+	if n := src.open.Load(); n != 0 {
+		t.Errorf("%d source files open after the whole file was stored, want 0", n)
 	}
 }

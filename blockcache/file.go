@@ -421,6 +421,21 @@ func (st *fileState) fetchBlock(b int64, background bool) ([]byte, error) {
 	st.c.misses.Add(1)
 	st.c.fromSource.Add(n)
 	st.store(b, buf, background)
+	st.mu.RLock()
+	complete := st.present == st.nblocks
+	st.mu.RUnlock()
+	if complete {
+		// Nothing left to fetch: close the source file now rather than
+		// when the last handle goes, which with the kernel opening files
+		// may be long after; a shared filesystem keeps state per open file.
+		st.srcMu.Lock()
+		src := st.src
+		st.src = nil
+		st.srcMu.Unlock()
+		if src != nil {
+			src.Close()
+		}
+	}
 	return buf, nil
 }
 
