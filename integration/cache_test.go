@@ -409,8 +409,13 @@ func TestOpenModes(t *testing.T) {
 	if got := num(m, "opens"); got != 10 {
 		t.Errorf("10 opens with --passthrough=on: %v reached the daemon, want 10", got)
 	}
-	if m["passthrough"] != true || num(m, "cache.passthrough_opens") != 10 {
-		t.Errorf("--passthrough=on as root: passthrough %v, %v passthrough opens, want 10", m["passthrough"], num(m, "cache.passthrough_opens"))
+	// go-fuse asks for the backing file only when no passthrough open of
+	// the inode is left (the kernel releases asynchronously, so a reopen
+	// can share the last one's): at least one, and the daemon served none
+	// of the bytes.
+	if m["passthrough"] != true || num(m, "cache.passthrough_opens") < 1 || num(m, "bytes_served") != 0 {
+		t.Errorf("--passthrough=on as root: passthrough %v, %v passthrough opens, %v bytes served by the daemon; want passthrough and 0 bytes",
+			m["passthrough"], num(m, "cache.passthrough_opens"), num(m, "bytes_served"))
 	}
 	f.e.unmount(mnt)
 
