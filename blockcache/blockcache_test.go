@@ -437,6 +437,12 @@ func TestLostBlockAfterRestartIsFetchedAgain(t *testing.T) {
 
 	src.bytes.Store(0)
 	c := open(t, dir, src, Options{ReadAhead: -1, BootID: "boot-2"})
+	if !c.Cached(key(src, "a")) {
+		t.Error("every block is recorded: Cached should say so before any check")
+	}
+	if n, err := c.Warm(context.Background(), key(src, "a")); err != nil || n != 4096 {
+		t.Errorf("warm after the restart fetched %d bytes (%v), want the lost block (4096)", n, err)
+	}
 	h := readAllOf(t, c, src)
 	if fd, ok := h.PassthroughFd(); !ok || fd <= 0 {
 		t.Error("a complete file whose blocks were all checked is not offered for passthrough")

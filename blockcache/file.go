@@ -738,7 +738,9 @@ func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
 	st := h.st
 	var fetched int64
 	for b := int64(0); b < st.nblocks; b++ {
-		if st.has(b) {
+		// trusted, not has: after a restart of the machine, warming also
+		// checks what is stored, so a warmed file has no lost block left.
+		if st.trusted(b) {
 			continue
 		}
 		n := min(c.opts.BlockSize, st.key.Size-b*c.opts.BlockSize)
