@@ -452,8 +452,11 @@ func TestLostBlockAfterRestartIsFetchedAgain(t *testing.T) {
 	if got := src.bytes.Load(); got != 4096 {
 		t.Errorf("after the restart the source served %d bytes, want the one lost block (4096)", got)
 	}
-	if st := c.Stats(); st.Verified != 4 || st.Corrupt != 1 {
-		t.Errorf("verified %d, corrupt %d; want 4 and 1", st.Verified, st.Corrupt)
+	// At least the four blocks were checked: a state parked in the idle
+	// table after the next one was made (ristretto admits asynchronously)
+	// may check them again, which costs reads, never a fetch.
+	if st := c.Stats(); st.Verified < 4 || st.Corrupt != 1 {
+		t.Errorf("verified %d, corrupt %d; want at least 4, and 1", st.Verified, st.Corrupt)
 	}
 
 	// Every block was checked during boot-2: the next mount in it trusts
