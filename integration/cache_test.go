@@ -68,6 +68,17 @@ func (f *cacheFixture) mount(mnt string, extra ...string) int {
 	return pid
 }
 
+// readAllEqual reads every fixture file whole through mnt and reports
+// those that differ from the source, saying when.
+func (f *cacheFixture) readAllEqual(t *testing.T, mnt, when string) {
+	t.Helper()
+	for name, b := range f.files {
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
+			t.Errorf("%s differs %s", name, when)
+		}
+	}
+}
+
 func readAll(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
@@ -116,11 +127,7 @@ func TestCacheBytesAndReuse(t *testing.T) {
 		t.Fatalf("last partial block: %d bytes", n)
 	}
 	fh.Close()
-	for name, b := range f.files {
-		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
-			t.Errorf("%s differs", name)
-		}
-	}
+	f.readAllEqual(t, mnt, "through the mount")
 	cold := f.sfs.Counts().BytesRead
 	var total int
 	for _, b := range f.files {
@@ -133,11 +140,7 @@ func TestCacheBytesAndReuse(t *testing.T) {
 	// A second read, even with the page cache dropped, pulls nothing.
 	f.sfs.Reset()
 	dropCaches(t)
-	for name, b := range f.files {
-		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
-			t.Errorf("%s differs on the second read", name)
-		}
-	}
+	f.readAllEqual(t, mnt, "on the second read")
 	if c := f.sfs.Counts(); c.BytesRead != 0 || c.Opens != 0 {
 		t.Errorf("second read reached the source: %v", c.Ops)
 	}
@@ -147,11 +150,7 @@ func TestCacheBytesAndReuse(t *testing.T) {
 	// that complete files are passed through.
 	f.mount(mnt, "--block-size", "64KiB", "--passthrough=on")
 	f.sfs.Reset()
-	for name, b := range f.files {
-		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
-			t.Errorf("%s differs after remount", name)
-		}
-	}
+	f.readAllEqual(t, mnt, "after remount")
 	if c := f.sfs.Counts(); c.BytesRead != 0 {
 		t.Errorf("read after remount pulled %d bytes from the source", c.BytesRead)
 	}
@@ -302,11 +301,7 @@ func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "100MiB", "--log-file", filepath.Join(f.e.tmp, "cachefs.log"))
-	for name, b := range f.files {
-		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
-			t.Errorf("%s differs with a full cache disk", name)
-		}
-	}
+	f.readAllEqual(t, mnt, "with a full cache disk")
 	f.e.unmount(mnt)
 	if !strings.Contains(string(readAll(t, filepath.Join(f.e.tmp, "cachefs.log"))), "cache disk failed") {
 		t.Error("the log does not say the cache disk failed")

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,10 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachefs/cachefs/integration/proc"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,15 +80,11 @@ func leftoverDaemons() []int {
 	return out
 }
 
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
+// processAlive and isMounted keep the tests' short names for the shared
+// /proc checks.
+func processAlive(pid int) bool { return proc.Alive(pid) }
+
+func isMounted(mnt string) bool { return proc.IsMounted(mnt) }
 
 // env is the environment a test's cachefs commands run with: a private
 // TMPDIR so cache directories and runtime records never mix between tests.
@@ -178,23 +174,6 @@ func waitGone(pid int, d time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
-}
-
-func isMounted(mnt string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	esc := strings.NewReplacer(" ", `\040`, "\t", `\011`, "\n", `\012`, `\`, `\134`).Replace(mnt)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == esc {
-			return true
-		}
-	}
-	return false
 }
 
 // unmount runs `cachefs unmount` and expects success.

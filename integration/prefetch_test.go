@@ -81,11 +81,7 @@ func TestPrefetchWarmsTheDirectory(t *testing.T) {
 		t.Errorf("status says %v bytes from the source, the fixture served %v", got, want)
 	}
 	f.sfs.Reset()
-	for name, b := range f.files {
-		if !bytes.Equal(readAll(t, filepath.Join(mnt, name)), b) {
-			t.Errorf("%s differs", name)
-		}
-	}
+	f.readAllEqual(t, mnt, "through the mount")
 	if c := f.sfs.Counts(); c.BytesRead != 0 {
 		t.Errorf("after prefetch, reading the directory pulled %d bytes from the source", c.BytesRead)
 	}

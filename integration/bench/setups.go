@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,11 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cachefs/cachefs/integration/proc"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,44 +55,6 @@ func (c *cleanups) run() error {
 	return errors.Join(errs...)
 }
 
-// mountPoints lists the mount points in /proc/self/mountinfo that are dir
-// or inside it.
-func mountPoints(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	unesc := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 {
-			if p := unesc.Replace(fields[4]); p == dir || strings.HasPrefix(p, dir+"/") {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
-
-func isMounted(p string) bool {
-	return slices.Contains(mountPoints(p), p)
-}
-
-// alive reports whether pid runs; a zombie does not count, since the
-// cachefs daemon is not our child and its reaper may be slow.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // run runs cmd and folds its stderr into the error.
 func run(cmd *exec.Cmd) error {
 	var stderr bytes.Buffer
@@ -122,7 +84,7 @@ func waitExit(pid int, exited <-chan struct{}, d time.Duration) bool {
 				return true
 			default:
 			}
-		} else if !alive(pid) {
+		} else if !proc.Alive(pid) {
 			return true
 		}
 		select {
@@ -178,7 +140,7 @@ func (b *bench) scratch(setup, what string, cl *cleanups) string {
 	d := filepath.Join(b.run, setup+"-"+what)
 	os.MkdirAll(d, 0o755)
 	cl.push(func() error {
-		if m := mountPoints(d); len(m) > 0 {
+		if m := proc.MountPoints(d); len(m) > 0 {
 			return fmt.Errorf("not removing %s: %v still mounted", d, m)
 		}
 		return os.RemoveAll(d)
@@ -243,7 +205,7 @@ func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, e
 	go func() { cmd.Wait(); close(exited) }()
 	cl.push(func() error {
 		var err error
-		if isMounted(mnt) {
+		if proc.IsMounted(mnt) {
 			if err = run(exec.Command("fusermount3", "-u", mnt)); err != nil {
 				err = errors.Join(err, unix.Unmount(mnt, unix.MNT_DETACH))
 			}
@@ -251,7 +213,7 @@ func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, e
 		stop(cmd.Process.Pid, exited)
 		return err
 	})
-	for !isMounted(mnt) {
+	for !proc.IsMounted(mnt) {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logPath)
@@ -276,7 +238,7 @@ func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanup
 	pid := 0
 	cl.push(func() error {
 		var err error
-		if isMounted(mnt) {
+		if proc.IsMounted(mnt) {
 			cmd := b.cachefsCmd(context.Background(), "unmount", mnt)
 			var out bytes.Buffer
 			cmd.Stdout = &out
