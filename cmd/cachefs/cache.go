@@ -88,10 +88,19 @@ func (c cacheContent) key(idx uint32) blockcache.Key {
 // warm fetches idx whole into the cache at background priority.
 func (c cacheContent) warm(ctx context.Context, idx uint32) (int64, error) {
 	n, err := c.cache.Warm(ctx, c.key(idx))
-	if errors.Is(err, blockcache.ErrNoRoom) {
-		err = fmt.Errorf("%w: %w", prefetch.ErrNoRoom, err)
+	return n, forPrefetch(err)
+}
+
+// forPrefetch restates the cache's refusals as the sentinels package
+// prefetch acts on.
+func forPrefetch(err error) error {
+	switch {
+	case errors.Is(err, blockcache.ErrNoRoom):
+		return fmt.Errorf("%w: %w", prefetch.ErrNoRoom, err)
+	case errors.Is(err, blockcache.ErrBusy):
+		return fmt.Errorf("%w: %w", prefetch.ErrBusy, err)
 	}
-	return n, err
+	return err
 }
 
 func (c cacheContent) cached(idx uint32) bool { return c.cache.Cached(c.key(idx)) }
@@ -101,11 +110,5 @@ type prefetchWarmer struct{ c cacheContent }
 
 func (w prefetchWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
 	n, err := w.c.cache.Prefetch(ctx, w.c.key(idx))
-	switch {
-	case errors.Is(err, blockcache.ErrNoRoom):
-		err = fmt.Errorf("%w: %w", prefetch.ErrNoRoom, err)
-	case errors.Is(err, blockcache.ErrBusy):
-		err = fmt.Errorf("%w: %w", prefetch.ErrBusy, err)
-	}
-	return n, err
+	return n, forPrefetch(err)
 }

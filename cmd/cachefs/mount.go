@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"os"
 	"os/exec"
@@ -45,6 +46,7 @@ type mountOptions struct {
 	pfWorkers  int
 	pfFiles    int
 	pfBytes    string
+	pfDirBytes int64 // pfBytes, parsed
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -135,9 +137,11 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []str
 	if o.prefetch != "dir" && o.prefetch != "off" {
 		return usageError(fmt.Errorf("--prefetch %q: want dir or off", o.prefetch))
 	}
-	if b, err := humanize.ParseBytes(o.pfBytes); err != nil || b == 0 {
+	pfb, err := humanize.ParseBytes(o.pfBytes)
+	if err != nil || pfb == 0 {
 		return usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.pfBytes))
 	}
+	o.pfDirBytes = int64(pfb)
 	src, err := filepath.Abs(args[0])
 	if err != nil {
 		return usageError(err)
@@ -371,16 +375,13 @@ func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) (st unix.Stat
 	}
 	names, err := f.Readdirnames(1)
 	f.Close()
-	if len(names) > 0 {
+	switch {
+	case len(names) > 0:
 		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not empty", mnt))
-	}
-	if err != nil && err.Error() != "EOF" {
-		if errors.Is(err, unix.ENOTDIR) {
-			return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
-		}
-	}
-	if fi, err := os.Stat(mnt); err != nil || !fi.IsDir() {
+	case errors.Is(err, unix.ENOTDIR):
 		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
+	case err != nil && !errors.Is(err, io.EOF):
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
 	}
 
 	if err := os.MkdirAll(o.cacheDir, 0o700); err != nil {
@@ -434,21 +435,9 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 
 	start := time.Now()
 	prog := &snapshot.Progress{}
-	tick := time.NewTicker(200 * time.Millisecond)
-	walkDone := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-walkDone:
-				return
-			case <-tick.C:
-				rep.progress(progressMsg{prog.Entries.Load(), prog.Dirs.Load(), prog.Bytes.Load(), prog.Errors.Load()})
-			}
-		}
-	}()
+	stopProgress := showProgress(prog, rep.progress)
 	snap, err := o.index.snapshot(ctx, log, src, o.cacheDir, &rootSt, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
-	tick.Stop()
-	close(walkDone)
+	stopProgress()
 	if err != nil {
 		if ctx.Err() != nil {
 			return withCode(exitInterrupted, errors.New("interrupted while walking the source; nothing mounted"))
@@ -461,9 +450,8 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	var pf *prefetch.Prefetcher
 	var onOpen func(uint32)
 	if o.prefetch == "dir" {
-		pfBytes, _ := humanize.ParseBytes(o.pfBytes)
 		pf = prefetch.New(snap, prefetchWarmer{content}, prefetch.Options{
-			Workers: o.pfWorkers, PerDir: o.pfFiles, DirBytes: int64(pfBytes),
+			Workers: o.pfWorkers, PerDir: o.pfFiles, DirBytes: o.pfDirBytes,
 			Logger: log.With().Str("component", "prefetch").Logger()})
 		defer pf.Close()
 		onOpen = pf.OnOpen
@@ -537,6 +525,31 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// showProgress reports prog's counters every 200 ms until the returned
+// stop is called; stop returns only after the last report, so nothing the
+// caller writes next (the readiness message, say) can interleave with it.
+func showProgress(prog *snapshot.Progress, report func(progressMsg)) (stop func()) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				report(progressMsg{prog.Entries.Load(), prog.Dirs.Load(), prog.Bytes.Load(), prog.Errors.Load()})
+			}
+		}
+	}()
+	return func() {
+		tick.Stop()
+		close(done)
+		<-stopped
+	}
+}
 
 // retryEINTR repeats a call that a signal interrupted: on network and FUSE
 // sources, slow calls are interruptible and the Go runtime signals often.

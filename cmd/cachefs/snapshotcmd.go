@@ -140,24 +140,9 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int) (*snapshot.Snapshot, error) {
 	prog := &snapshot.Progress{}
 	term := newTermReporter()
-	tick := time.NewTicker(200 * time.Millisecond)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				term.progress(progressMsg{prog.Entries.Load(), prog.Dirs.Load(), prog.Bytes.Load(), prog.Errors.Load()})
-			}
-		}
-	}()
+	stopProgress := showProgress(prog, term.progress)
 	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log})
-	tick.Stop()
-	close(done)
-	<-stopped
+	stopProgress()
 	term.clear()
 	if err != nil {
 		if ctx.Err() != nil {
