@@ -128,7 +128,16 @@ func (f *fileHandle) PassthroughFd() (int, bool) {
 		case ioPlain:
 			return 0, false
 		case ioPassthrough:
-			return pr.PassthroughFd()
+			if fd, ok := pr.PassthroughFd(); ok {
+				return fd, true
+			}
+			// No longer complete (evicted while closed, or the cache
+			// disk failed): this open will be an ordinary one. go-fuse
+			// asks only when no passthrough open of the inode is left,
+			// so the switch is safe now; switching back later, while
+			// this open may still be held, would not be.
+			n.ioMode.Store(ioPlain)
+			return 0, false
 		}
 		fd, ok := pr.PassthroughFd()
 		mode := ioPlain

@@ -418,3 +418,48 @@ func TestOpenModes(t *testing.T) {
 		t.Errorf("--passthrough=sometimes: exit %d %q, want 2", r.code, r.stderr)
 	}
 }
+
+// TestPassthroughFileEvictedThenReopened: a file passed through, closed,
+// then evicted, opens the ordinary way; completing it again through that
+// open and opening it once more must not mix passthrough with the open
+// still held (the kernel fails such an open with EIO).
+func TestPassthroughFileEvictedThenReopened(t *testing.T) {
+	sizes := map[string]int{"a": 1 << 20}
+	for _, n := range []string{"b", "c", "d", "e", "f", "g"} {
+		sizes[n] = 1 << 20
+	}
+	f := newCacheFixture(t, sizes, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	args := []string{"--passthrough=on", "--prefetch", "off", "--cache-size", "4MiB", "--block-size", "256KiB", "--read-ahead", "0"}
+	f.mount(mnt, args...)
+	readAll(t, filepath.Join(mnt, "a"))
+	f.e.unmount(mnt)
+
+	f.mount(mnt, args...)
+	pa := filepath.Join(mnt, "a")
+	if !bytes.Equal(readAll(t, pa), f.files["a"]) { // complete at its first open: passed through
+		t.Fatal("a differs")
+	}
+	for _, n := range []string{"b", "c", "d", "e", "f", "g"} {
+		readAll(t, filepath.Join(mnt, n))
+	}
+	if m := statusOf(t, f.e, mnt); num(m, "cache.evictions") == 0 {
+		t.Fatal("reading 6 MiB through a 4 MiB cache evicted nothing; the test proves nothing")
+	}
+	held, err := os.Open(pa) // a is no longer complete: an ordinary open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	got := make([]byte, len(f.files["a"]))
+	if _, err := held.ReadAt(got, 0); err != nil || !bytes.Equal(got, f.files["a"]) {
+		t.Fatalf("read through the ordinary open: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if b, err := os.ReadFile(pa); err != nil || !bytes.Equal(b, f.files["a"]) {
+			t.Fatalf("open %d while the ordinary open is held: %v", i+1, err)
+		}
+	}
+	held.Close()
+	f.e.unmount(mnt)
+}
