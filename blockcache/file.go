@@ -618,22 +618,28 @@ func (h *Handle) CachedFd(off int64, n int) (uintptr, bool) {
 	}
 	end := min(off+int64(n), st.key.Size)
 	bs := st.c.opts.BlockSize
-	for b := off / bs; b <= (end-1)/bs; b++ {
-		if !st.trusted(b) {
-			return 0, false
-		}
-	}
+	first, last := off/bs, (end-1)/bs
 	st.mu.RLock()
+	if st.unchecked != nil {
+		// Only after a restart of the machine: check the blocks first.
+		st.mu.RUnlock()
+		for b := first; b <= last; b++ {
+			if !st.trusted(b) {
+				return 0, false
+			}
+		}
+		st.mu.RLock()
+	}
 	defer st.mu.RUnlock()
 	if st.data == nil {
 		return 0, false
 	}
-	for b := off / bs; b <= (end-1)/bs; b++ {
+	for b := first; b <= last; b++ {
 		if st.bits[b/64]&(1<<(b%64)) == 0 {
 			return 0, false
 		}
 	}
-	st.c.hits.Add((end-1)/bs - off/bs + 1)
+	st.c.hits.Add(last - first + 1)
 	st.c.fromCache.Add(end - off)
 	return st.data.Fd(), true
 }

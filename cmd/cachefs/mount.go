@@ -563,7 +563,7 @@ func retryEINTR(call func() error) error {
 
 // passthroughMinMean is the average file size from which auto mode opens
 // files through the daemon for passthrough. Every open then costs an OPEN
-// and a RELEASE round trip, about 40 us of wall time with four readers on
+// and a RELEASE round trip, about 55 us of wall time with four readers on
 // two cores (BenchmarkWarmReopen), all of it lost when the file is re-read
 // from the page cache; what it buys is reads of cache files from disk at
 // local-disk speed, 3-15% faster than splicing them (BenchmarkLargeCachedRead,
