@@ -87,13 +87,13 @@ func blocking(fd int, path string) (*os.File, error) {
 func describeFile(path string, st *unix.Stat_t) error {
 	switch {
 	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		return &Error{path, fmt.Sprintf("is a symlink owned by %s, not a file of yours", Owner(st.Uid))}
+		return &Error{Path: path, Reason: fmt.Sprintf("is a symlink owned by %s, not a file of yours", Owner(st.Uid))}
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return &Error{path, fmt.Sprintf("is not a regular file (owned by %s)", Owner(st.Uid))}
+		return &Error{Path: path, Reason: fmt.Sprintf("is not a regular file (owned by %s)", Owner(st.Uid))}
 	case st.Uid != uint32(os.Geteuid()):
-		return &Error{path, fmt.Sprintf("is owned by %s, not by you", Owner(st.Uid))}
+		return &Error{Path: path, Reason: fmt.Sprintf("is owned by %s, not by you", Owner(st.Uid))}
 	case st.Nlink != 1:
-		return &Error{path, fmt.Sprintf("has %d hard links; it may be another file's name", st.Nlink)}
+		return &Error{Path: path, Reason: fmt.Sprintf("has %d hard links; it may be another file's name", st.Nlink)}
 	}
 	return nil
 }

@@ -62,6 +62,9 @@ var ErrNotPrivate = errors.New("privdir: not private to this user")
 type Error struct {
 	Path   string
 	Reason string // completes "PATH ...", e.g. "is owned by uid 1001 (alice), not by you"
+	// Shared is set when Path is the shared parent or above it: not
+	// cachefs's to remove.
+	Shared bool
 }
 
 func (e *Error) Error() string { return e.Path + " " + e.Reason }
@@ -160,11 +163,11 @@ func checkShared(fd int, path string) error {
 	euid := uint32(os.Geteuid())
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return &Error{path, "is not a directory"}
+		return &Error{Path: path, Reason: "is not a directory", Shared: true}
 	case st.Uid != 0 && st.Uid != euid:
-		return &Error{path, fmt.Sprintf("is owned by %s, neither you nor root, who alone may own the directories above a private one", Owner(st.Uid))}
+		return &Error{Path: path, Reason: fmt.Sprintf("is owned by %s, neither you nor root, who alone may own the directories above a private one", Owner(st.Uid)), Shared: true}
 	case st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0:
-		return &Error{path, fmt.Sprintf("has mode %04o: others may rename what lies in it (only a sticky directory, like /tmp, may be writable by others)", st.Mode&0o7777)}
+		return &Error{Path: path, Reason: fmt.Sprintf("has mode %04o: others may rename what lies in it (only a sticky directory, like /tmp, may be writable by others)", st.Mode&0o7777), Shared: true}
 	}
 	return nil
 }
@@ -209,13 +212,13 @@ func checkPrivate(fd int, st *unix.Stat_t, path string, created bool) error {
 		return nil
 	}
 	if st.Mode&0o077 != 0 {
-		return &Error{path, fmt.Sprintf("has mode %04o, open to others; it must be 0700 (remove it, or chmod 700 it if nobody else could have written in it)", st.Mode&0o7777)}
+		return &Error{Path: path, Reason: fmt.Sprintf("has mode %04o, not 0700", st.Mode&0o7777)}
 	}
 	return nil
 }
 
 func notYours(path string, st *unix.Stat_t) error {
-	return &Error{path, fmt.Sprintf("is owned by %s, not by you", Owner(st.Uid))}
+	return &Error{Path: path, Reason: fmt.Sprintf("is owned by %s, not by you", Owner(st.Uid))}
 }
 
 // describeOpenError turns a failed O_NOFOLLOW|O_DIRECTORY open into a
@@ -231,9 +234,9 @@ func describeOpenError(dirfd int, name, path string, err error) error {
 func describe(path string, st *unix.Stat_t, err error) error {
 	switch {
 	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		return &Error{path, fmt.Sprintf("is a symlink owned by %s, not a directory of yours", Owner(st.Uid))}
+		return &Error{Path: path, Reason: fmt.Sprintf("is a symlink owned by %s, not a directory of yours", Owner(st.Uid))}
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return &Error{path, fmt.Sprintf("is not a directory (owned by %s)", Owner(st.Uid))}
+		return &Error{Path: path, Reason: fmt.Sprintf("is not a directory (owned by %s)", Owner(st.Uid))}
 	case st.Uid != uint32(os.Geteuid()):
 		return notYours(path, st)
 	}

@@ -128,7 +128,7 @@ func TestMakeRefusesLooseModes(t *testing.T) {
 		mustNil(t, syscall.Chmod(d, m))
 		before := mode(t, d)
 		_, err := Make(shared, "cachefs-0", "x")
-		wantRefusal(t, err, d, "must be 0700")
+		wantRefusal(t, err, d, "not 0700")
 		if after := mode(t, d); after != before {
 			t.Errorf("mode %v changed to %v", before, after)
 		}
@@ -176,6 +176,9 @@ func TestMakeChecksTheSharedParentsAncestry(t *testing.T) {
 			continue
 		}
 		wantRefusal(t, err, d, c.refuse)
+		if pe := (*Error)(nil); errors.As(err, &pe) && !pe.Shared {
+			t.Errorf("%s: a refused shared parent is not marked Shared", c.name)
+		}
 		if _, err := os.Lstat(filepath.Join(shared, "cachefs-0")); err == nil {
 			t.Errorf("%s: created a directory below a refused parent", c.name)
 		}

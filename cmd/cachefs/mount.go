@@ -84,7 +84,12 @@ background (--foreground keeps it attached). After that, metadata is served
 from memory: the source sees no stat, lookup, readdir or readlink again.
 
 MOUNTPOINT is created if missing and must be empty. A mount left behind by a
-killed daemon is cleaned first.` + "\n" + exitStatusHelp,
+killed daemon is cleaned first. Symlinks in SOURCE and MOUNTPOINT are
+resolved first: the mount is made, reported and found at the real path.
+
+The default cache directory, under the shared $TMPDIR, is used only if it
+is yours, mode 0700 and not a symlink; anything else there fails with
+exit status 9.` + "\n" + exitStatusHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMount(cmd.Context(), g, o, args)
@@ -338,35 +343,40 @@ func makeDaemonDirs(o *mountOptions) error {
 		return err
 	}
 	if _, err := makeRuntimeDir(); err != nil {
-		if errors.Is(err, privdir.ErrNotPrivate) {
-			err = fmt.Errorf("%w; remove it", err)
-		}
-		return withCode(exitCacheDir, fmt.Errorf("runtime dir: %w", err))
+		return withCode(exitCacheDir, fmt.Errorf("runtime dir: %w%s", err, hint(err, "; remove it", "")))
 	}
 	return nil
+}
+
+// hint is the advice appended to a refusal from privdir: mine for a
+// directory cachefs makes, which its owner can remove, shared for the
+// parent or above, which are not cachefs's.
+func hint(err error, mine, shared string) string {
+	var pe *privdir.Error
+	switch {
+	case !errors.As(err, &pe):
+		return ""
+	case pe.Shared:
+		return shared
+	}
+	return mine
 }
 
 // makeCacheDir creates or adopts the cache directory: a default one by
 // privdir's rule for directories under a shared parent, one the user named
 // by the rule for explicit directories.
 func makeCacheDir(o *mountOptions) error {
-	var err error
-	hint := ""
-	if o.cacheUnder != "" {
-		rel, _ := filepath.Rel(o.cacheUnder, o.cacheDir)
-		_, err = privdir.Make(o.cacheUnder, strings.Split(rel, "/")...)
-		hint = "; remove it or pass --cache-dir"
-	} else {
-		err = privdir.Adopt(o.cacheDir)
-		hint = "; pass a --cache-dir of your own"
-	}
-	if err == nil {
+	if o.cacheUnder == "" {
+		if err := privdir.Adopt(o.cacheDir); err != nil {
+			return withCode(exitCacheDir, fmt.Errorf("cache dir: %w%s", err, hint(err, "; pass a --cache-dir of your own", "")))
+		}
 		return nil
 	}
-	if !errors.Is(err, privdir.ErrNotPrivate) {
-		hint = ""
+	rel, _ := filepath.Rel(o.cacheUnder, o.cacheDir)
+	if _, err := privdir.Make(o.cacheUnder, strings.Split(rel, "/")...); err != nil {
+		return withCode(exitCacheDir, fmt.Errorf("cache dir: %w%s", err, hint(err, "; remove it or pass --cache-dir", "; pass --cache-dir")))
 	}
-	return withCode(exitCacheDir, fmt.Errorf("cache dir: %w%s", err, hint))
+	return nil
 }
 
 // within reports whether path is dir or below it. Both must be resolved
@@ -462,7 +472,7 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	if o.readyFd > 0 {
 		lf, err := privdir.OpenAppend(o.logFile)
 		if err != nil {
-			return withCode(exitCacheDir, fmt.Errorf("log file %s: %w", o.logFile, err))
+			return withCode(exitCacheDir, fmt.Errorf("log file: %w", err))
 		}
 		// Panics and anything else written to stderr land in the log too.
 		_ = unix.Dup2(int(lf.Fd()), 2)
