@@ -39,7 +39,9 @@ EXIT STATUS
   6   mount failed: FUSE unavailable, permission denied, daemon died
   7   not mounted
   8   busy: files are open on the mount (unmount --lazy detaches)
-  9   cache directory error
+  9   cache directory error: unusable, in use, or not yours alone (owned
+      by another user, a symlink, or open to others); the same for the
+      runtime directory and the log file
   10  timed out waiting for the daemon
   11  snapshot index error: cannot be read or written, corrupt, wrong
       version, too old, or made from another source

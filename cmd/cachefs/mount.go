@@ -21,6 +21,7 @@ import (
 
 	cfs "github.com/cachefs/cachefs/fs"
 	"github.com/cachefs/cachefs/prefetch"
+	"github.com/cachefs/cachefs/privdir"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
@@ -34,6 +35,7 @@ type mountOptions struct {
 	foreground bool
 	allowOther bool
 	cacheDir   string
+	cacheUnder string // the shared parent of a default cache dir; "" for --cache-dir
 	logFile    string
 	debugFuse  bool
 	readyFd    int
@@ -82,7 +84,12 @@ background (--foreground keeps it attached). After that, metadata is served
 from memory: the source sees no stat, lookup, readdir or readlink again.
 
 MOUNTPOINT is created if missing and must be empty. A mount left behind by a
-killed daemon is cleaned first.` + "\n" + exitStatusHelp,
+killed daemon is cleaned first. Symlinks in SOURCE and MOUNTPOINT are
+resolved first: the mount is made, reported and found at the real path.
+
+The default cache directory, under the shared $TMPDIR, is used only if it
+is yours, mode 0700 and not a symlink; anything else there fails with
+exit status 9.` + "\n" + exitStatusHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMount(cmd.Context(), g, o, args)
@@ -142,17 +149,18 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []str
 		return usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.pfBytes))
 	}
 	o.pfDirBytes = int64(pfb)
-	src, err := filepath.Abs(args[0])
-	if err != nil {
-		return usageError(err)
+	// Everything after this knows each path by its real name: the kernel
+	// mounts at the link's target, mountinfo and the runtime record name
+	// that, and only real paths can be compared for containment.
+	src, mnt := args[0], args[1]
+	if err := resolveAll(ctx, &src, &mnt); err != nil {
+		return err
 	}
-	mnt, err := filepath.Abs(args[1])
-	if err != nil {
-		return usageError(err)
-	}
+	// A cache directory or log file that is itself a symlink is refused
+	// when opened, not followed: it may be a link another user planted.
 	for _, p := range []*string{&o.cacheDir, &o.logFile} {
 		if *p != "" {
-			if *p, err = filepath.Abs(*p); err != nil {
+			if *p, err = resolveParent(*p); err != nil {
 				return usageError(err)
 			}
 		}
@@ -311,19 +319,68 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // defaultCacheDir derives a per-user, per-source directory on node-local
 // storage, so two jobs on one node over different sources never share one.
-func defaultCacheDir(src string) string {
-	base := os.Getenv("TMPDIR")
-	if base == "" {
-		base = "/tmp"
+// It returns the shared parent ($TMPDIR, else /tmp), where other users may
+// create names too, and the private directories to make below it.
+func defaultCacheDir(src string) (parent string, names []string) {
+	parent = os.Getenv("TMPDIR")
+	if parent == "" {
+		parent = "/tmp"
 	}
 	h := sha256.Sum256([]byte(src))
 	name := unsafeName.ReplaceAllString(filepath.Base(src), "_")
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	return filepath.Join(base, fmt.Sprintf("cachefs-%d", os.Getuid()), name+"-"+hex.EncodeToString(h[:6]))
+	return parent, []string{fmt.Sprintf("cachefs-%d", os.Geteuid()), name + "-" + hex.EncodeToString(h[:6])}
 }
 
+// makeDaemonDirs makes the directories the daemon writes in before anything
+// is mounted, so a planted one fails the mount with exit 9. The cache holds
+// copies of files other users may not read, and the control socket lives in
+// it; the runtime directory holds the record unmount trusts.
+func makeDaemonDirs(o *mountOptions) error {
+	if err := makeCacheDir(o); err != nil {
+		return err
+	}
+	if _, err := makeRuntimeDir(); err != nil {
+		return withCode(exitCacheDir, fmt.Errorf("runtime dir: %w%s", err, hint(err, "; remove it", "")))
+	}
+	return nil
+}
+
+// hint is the advice appended to a refusal from privdir: mine for a
+// directory cachefs makes, which its owner can remove, shared for the
+// parent or above, which are not cachefs's.
+func hint(err error, mine, shared string) string {
+	var pe *privdir.Error
+	switch {
+	case !errors.As(err, &pe):
+		return ""
+	case pe.Shared:
+		return shared
+	}
+	return mine
+}
+
+// makeCacheDir creates or adopts the cache directory: a default one by
+// privdir's rule for directories under a shared parent, one the user named
+// by the rule for explicit directories.
+func makeCacheDir(o *mountOptions) error {
+	if o.cacheUnder == "" {
+		if err := privdir.Adopt(o.cacheDir); err != nil {
+			return withCode(exitCacheDir, fmt.Errorf("cache dir: %w%s", err, hint(err, "; pass a --cache-dir of your own", "")))
+		}
+		return nil
+	}
+	rel, _ := filepath.Rel(o.cacheUnder, o.cacheDir)
+	if _, err := privdir.Make(o.cacheUnder, strings.Split(rel, "/")...); err != nil {
+		return withCode(exitCacheDir, fmt.Errorf("cache dir: %w%s", err, hint(err, "; remove it or pass --cache-dir", "; pass --cache-dir")))
+	}
+	return nil
+}
+
+// within reports whether path is dir or below it. Both must be resolved
+// (resolvePath): a symlink would hide that one is inside the other.
 func within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, dir+"/")
 }
@@ -350,6 +407,9 @@ func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) (st unix.Stat
 	}
 	if within(src, mnt) {
 		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s would hide the source %s", mnt, src))
+	}
+	if within(mnt, src) {
+		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s is inside the source %s: the mount would hide part of the source", mnt, src))
 	}
 	if within(o.cacheDir, mnt) || within(o.logFile, mnt) {
 		return st, withCode(exitCacheDir, fmt.Errorf("cache directory %s is inside the mountpoint %s", o.cacheDir, mnt))
@@ -384,22 +444,19 @@ func prepare(log zerolog.Logger, o *mountOptions, src, mnt string) (st unix.Stat
 		return st, withCode(exitMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
 	}
 
-	if err := os.MkdirAll(o.cacheDir, 0o700); err != nil {
-		return st, withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
-	}
-	// The cache holds copies of files other users may not read: only the
-	// owner gets in, whatever the umask made of MkdirAll.
-	if err := os.Chmod(o.cacheDir, 0o700); err != nil {
-		return st, withCode(exitCacheDir, fmt.Errorf("cache directory %s: %w", o.cacheDir, err))
-	}
-	return st, nil
+	return st, makeDaemonDirs(o)
 }
 
 // serve walks, mounts, reports readiness, and serves until unmounted or
 // signalled.
 func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt string, rep reporter) error {
 	if o.cacheDir == "" {
-		o.cacheDir = defaultCacheDir(src)
+		parent, names := defaultCacheDir(src)
+		var err error
+		if o.cacheUnder, err = resolvePath(parent); err != nil {
+			return withCode(exitCacheDir, fmt.Errorf("cache dir: %w", err))
+		}
+		o.cacheDir = filepath.Join(append([]string{o.cacheUnder}, names...)...)
 	}
 	if o.logFile == "" {
 		o.logFile = filepath.Join(o.cacheDir, "cachefs.log")
@@ -413,9 +470,9 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 		return err
 	}
 	if o.readyFd > 0 {
-		lf, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		lf, err := privdir.OpenAppend(o.logFile)
 		if err != nil {
-			return withCode(exitCacheDir, fmt.Errorf("log file %s: %w", o.logFile, err))
+			return withCode(exitCacheDir, fmt.Errorf("log file: %w", err))
 		}
 		// Panics and anything else written to stderr land in the log too.
 		_ = unix.Dup2(int(lf.Fd()), 2)

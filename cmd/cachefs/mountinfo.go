@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachefs/cachefs/privdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -146,43 +147,91 @@ type record struct {
 	Final      *statusReply `json:"final,omitempty"`
 }
 
-// runtimeDir holds the records of this user's mounts.
-func runtimeDir() string {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "cachefs")
+// runtimeDirSpec says where this user's mounts leave their records: the
+// parent, trusted as a whole, and the private directories made below it.
+// Root's is /run/cachefs whatever the session: a job prologue has no
+// XDG_RUNTIME_DIR, and root's later interactive shell must find its records.
+// Others use $XDG_RUNTIME_DIR/cachefs or, failing that, a directory of
+// their own under the shared TMPDIR.
+func runtimeDirSpec() (parent string, names []string) {
+	if os.Geteuid() == 0 {
+		if fi, err := os.Stat("/run"); err == nil && fi.IsDir() {
+			return "/run", []string{"cachefs"}
+		}
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("cachefs-%d", os.Getuid()), "run")
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return d, []string{"cachefs"}
+	}
+	return os.TempDir(), []string{fmt.Sprintf("cachefs-%d", os.Geteuid()), "run"}
+}
+
+// runtimeDir is the runtime directory's name, unverified: for removing a
+// record, which unlinks without following a link.
+func runtimeDir() string {
+	parent, names := runtimeDirSpec()
+	return filepath.Join(append([]string{parent}, names...)...)
+}
+
+// makeRuntimeDir creates or adopts the runtime directory (package privdir).
+func makeRuntimeDir() (string, error) {
+	parent, names := runtimeDirSpec()
+	return privdir.Make(parent, names...)
+}
+
+// findRuntimeDir verifies the runtime directory without creating it.
+func findRuntimeDir() (string, error) {
+	parent, names := runtimeDirSpec()
+	return privdir.Find(parent, names...)
+}
+
+func recordName(mountpoint string) string {
+	h := sha256.Sum256([]byte(mountpoint))
+	return hex.EncodeToString(h[:8]) + ".json"
 }
 
 func recordPath(mountpoint string) string {
-	h := sha256.Sum256([]byte(mountpoint))
-	return filepath.Join(runtimeDir(), hex.EncodeToString(h[:8])+".json")
+	return filepath.Join(runtimeDir(), recordName(mountpoint))
 }
 
 // writeRecord replaces the record atomically so a reader never sees half.
 func writeRecord(r *record) error {
-	p := recordPath(r.Mountpoint)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+	dir, err := makeRuntimeDir()
+	if err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return privdir.WriteReplace(dir, recordName(r.Mountpoint), b)
 }
 
 func readRecord(mountpoint string) (*record, error) {
-	b, err := os.ReadFile(recordPath(mountpoint))
+	dir, err := findRuntimeDir()
 	if err != nil {
-		return nil, err
+		return nil, warnForeign(err)
+	}
+	return readRecordFile(filepath.Join(dir, recordName(mountpoint)))
+}
+
+// readRecordFile reads a record only if it is a file of this user's, not a
+// link: a record steers unmount and status to a pid and a socket.
+func readRecordFile(path string) (*record, error) {
+	b, err := privdir.ReadOwned(path, 1<<20)
+	if err != nil {
+		return nil, warnForeign(err)
 	}
 	r := &record{}
 	return r, json.Unmarshal(b, r)
+}
+
+// warnForeign says on stderr that a record or its directory is ignored
+// because another user could have made it; callers treat it as missing.
+func warnForeign(err error) error {
+	if errors.Is(err, privdir.ErrNotPrivate) {
+		fmt.Fprintf(os.Stderr, "cachefs: warning: ignoring the runtime record: %v\n", err)
+	}
+	return err
 }
 
 func processAlive(pid int) bool {

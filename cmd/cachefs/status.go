@@ -82,7 +82,7 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 	}
 	var recs []*record
 	if len(args) == 1 {
-		mnt, err := filepath.Abs(args[0])
+		mnt, err := resolvePath(args[0])
 		if err != nil {
 			return usageError(err)
 		}
@@ -92,11 +92,13 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 		}
 		recs = append(recs, rec)
 	} else {
-		files, _ := filepath.Glob(filepath.Join(runtimeDir(), "*.json"))
+		var files []string
+		if dir, err := findRuntimeDir(); err == nil {
+			files, _ = filepath.Glob(filepath.Join(dir, "*.json"))
+		}
 		for _, f := range files {
-			var r record
-			b, err := os.ReadFile(f)
-			if err != nil || json.Unmarshal(b, &r) != nil {
+			r, err := readRecordFile(f)
+			if err != nil {
 				continue
 			}
 			if rec, err := liveRecord(r.Mountpoint); err == nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,7 +44,7 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if err != nil {
 		return err
 	}
-	mnt, err := filepath.Abs(args[0])
+	mnt, err := resolvePath(args[0])
 	if err != nil {
 		return usageError(err)
 	}
