@@ -44,24 +44,38 @@ func (s *Snapshot) validateEntries() error {
 		return err
 	}
 	n := uint32(len(s.mode))
-	rootIno := s.ino[0]
-	p := uint32(0) // the directory whose child range holds c
-	for c := uint32(1); c < n; c++ {
-		for s.kids[p+1] <= c {
-			p++
-		}
-		name := s.NameBytes(c)
-		if why := badName(name); why != "" {
-			return s.entryError(c, p, why)
-		}
-		if c > s.kids[p] && bytes.Compare(s.NameBytes(c-1), name) >= 0 {
-			return s.entryError(c, p, fmt.Sprintf("name %s is not after its sibling %s (names must be unique and sorted bytewise)", quoteName(name), quoteName(s.NameBytes(c-1))))
-		}
-		if ino := s.ino[c]; ino != 0 && (ino == rootIno || ino == s.ino[p]) {
-			return s.entryError(c, p, fmt.Sprintf("name %s has inode number %d, the same as its directory or the root", quoteName(name), ino))
+	for p := uint32(0); p < n; p++ {
+		if lo, hi := s.kids[p], s.kids[p+1]; lo < hi {
+			if err := s.validateChildren(p, lo, hi); err != nil {
+				return err
+			}
 		}
 	}
 	return s.validateLinks()
+}
+
+// validateChildren checks the children [lo, hi) of directory p. It runs
+// once per entry of every index loaded, so it reads the columns directly.
+func (s *Snapshot) validateChildren(p, lo, hi uint32) error {
+	names, off, inos := s.names, s.nameOff, s.ino
+	rootIno, dirIno := inos[0], inos[p]
+	var prev []byte
+	for c := lo; c < hi; c++ {
+		name := names[off[c]:off[c+1]]
+		if uint(len(name)-1) >= MaxNameLen || name[0] == '.' {
+			if why := badName(name); why != "" {
+				return s.entryError(c, p, why)
+			}
+		}
+		if c > lo && bytes.Compare(prev, name) >= 0 {
+			return s.entryError(c, p, fmt.Sprintf("name %s is not after its sibling %s (names must be unique and sorted bytewise)", quoteName(name), quoteName(prev)))
+		}
+		if ino := inos[c]; ino != 0 && (ino == rootIno || ino == dirIno) {
+			return s.entryError(c, p, fmt.Sprintf("name %s has inode number %d, the same as its directory or the root", quoteName(name), ino))
+		}
+		prev = name
+	}
+	return nil
 }
 
 // validateNameBytes scans the whole arena at once: far cheaper than a scan

@@ -120,3 +120,17 @@ func TestWalkedIndexesLoad(t *testing.T) {
 	}
 	checkTree(t, s)
 }
+
+// BenchmarkValidateEntries is what the entry checks add to loading an
+// index of a million entries (BenchmarkIndexLoad measures the whole load).
+func BenchmarkValidateEntries(b *testing.B) {
+	const n = 1_000_000
+	s := synthetic(b, n)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.validateEntries(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/entry")
+}
