@@ -139,13 +139,13 @@ func requireCraftedUser(t *testing.T) *syscall.Credential {
 		t.Skip("needs root to mount --allow-other and create a user")
 	}
 	if _, err := user.Lookup(craftedUser); err != nil {
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", craftedUser).CombinedOutput(); err != nil {
-			t.Fatalf("useradd: %v: %s", err, out)
+		if err := retryLocked("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", craftedUser); err != nil {
+			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", craftedUser).CombinedOutput(); err != nil {
-			t.Errorf("userdel: %v: %s", err, out)
+		if err := retryLocked("userdel", craftedUser); err != nil {
+			t.Error(err)
 		}
 	})
 	u, err := user.Lookup(craftedUser)
@@ -155,6 +155,21 @@ func requireCraftedUser(t *testing.T) *syscall.Credential {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// retryLocked runs useradd or userdel, again while another test holds the
+// lock on /etc/passwd (other suites create users at the same time).
+func retryLocked(name string, args ...string) error {
+	for try := 0; ; try++ {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if try == 50 || !strings.Contains(string(out), "lock") {
+			return fmt.Errorf("%s: %v: %s", name, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // craftedBase is a directory every user can traverse, unlike t.TempDir.
