@@ -136,7 +136,7 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Frsize = 4096
 	out.Blocks = uint64(st.Bytes+4095) / 4096
 	out.Files = uint64(st.Entries)
-	out.NameLen = 255
+	out.NameLen = snapshot.MaxNameLen
 	return 0
 }
 

@@ -14,8 +14,8 @@ import (
 // their length field and checksum made right, so that edits reach the
 // structural and entry checks instead of stopping at the checksum. It must
 // never panic, and whatever it accepts must be a tree checkTree accepts.
-// The seeds in testdata/fuzz/FuzzIndexDecode are written by
-// TestWriteFuzzSeeds (CACHEFS_WRITE_FUZZ_SEEDS=1) when the format changes.
+// The seeds in testdata/fuzz/FuzzIndexDecode are checked, and rewritten on
+// request, by TestFuzzSeeds.
 func FuzzIndexDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, b := range [][]byte{data, fixSum(data)} {
@@ -103,13 +103,34 @@ func checkChild(t *testing.T, s *Snapshot, dir, c, first uint32) {
 	_ = s.Attr(c)
 }
 
-// TestWriteFuzzSeeds writes the seed corpus of FuzzIndexDecode: a small
-// valid index and damaged variants of it. It runs only when asked, since
-// the corpus is kept in the repository.
-func TestWriteFuzzSeeds(t *testing.T) {
-	if os.Getenv("CACHEFS_WRITE_FUZZ_SEEDS") == "" {
-		t.Skip("set CACHEFS_WRITE_FUZZ_SEEDS=1 to rewrite testdata/fuzz/FuzzIndexDecode")
+// TestFuzzSeeds checks that the seed corpus of FuzzIndexDecode is what
+// this format writes: a small valid index and damaged variants of it. Seeds
+// of another format version would only exercise the version check. With
+// CACHEFS_WRITE_FUZZ_SEEDS=1 it rewrites them instead.
+func TestFuzzSeeds(t *testing.T) {
+	write := os.Getenv("CACHEFS_WRITE_FUZZ_SEEDS") != ""
+	dir := filepath.Join("testdata", "fuzz", "FuzzIndexDecode")
+	if write {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
+	for name, data := range fuzzSeeds(t) {
+		body := []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data))
+		p := filepath.Join(dir, name)
+		if write {
+			if err := os.WriteFile(p, body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, body) {
+			t.Errorf("seed %s is missing or stale (%v); rewrite the seeds: CACHEFS_WRITE_FUZZ_SEEDS=1 go test -run TestFuzzSeeds ./snapshot/", p, err)
+		}
+	}
+}
+
+func fuzzSeeds(t *testing.T) map[string][]byte {
 	sub := []Entry{
 		file("name-a", 10), file("name-b", 11), file("hard", 10),
 		{Name: "l", Attr: Attr{Mode: ModeLink | 0o777, Nlink: 1, Ino: 12, Size: 5}, Target: "tgt-x", Dir: NoDir},
@@ -118,7 +139,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	good := encode(t, craftTree(t, sub))
 	flip := bytes.Clone(good)
 	flip[len(flip)/2] ^= 0x10
-	seeds := map[string][]byte{
+	return map[string][]byte{
 		"valid":       good,
 		"truncated":   good[:len(good)*2/3],
 		"bitflip":     flip,
@@ -130,15 +151,5 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"root-inode":  encode(t, craftTree(t, []Entry{file("x", 1)})),
 		"long-name":   encode(t, craftTree(t, []Entry{file(strings.Repeat("n", 256), 10)})),
 		"not-indexed": []byte("sub-01/eeg.edf\n"),
-	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzIndexDecode")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range seeds {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
