@@ -11,7 +11,9 @@
 // every kernel cache is told to keep what it has for good: entry, attribute
 // and negative timeouts are effectively infinite, directories are opened with
 // FOPEN_CACHE_DIR, files with FOPEN_KEEP_CACHE, and symlink targets are
-// cached. Inode numbers are the source's, so hard links stay one inode.
+// cached. Inode numbers are the source's, so hard links show one st_ino;
+// the go-fuse identity of a node is its snapshot entry (stableAttr), so no
+// name reaches the node of another entry that shares its inode number.
 //
 // # Contents
 //

@@ -94,7 +94,26 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	a := n.t.snap.Attr(c)
 	fillAttr(&out.Attr, a)
 	child := &node{t: n.t, idx: c}
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: a.Mode & snapshot.ModeType, Ino: a.Ino}), 0
+	return n.NewInode(ctx, child, stableAttr(c, a)), 0
+}
+
+// stableAttr is the go-fuse identity of entry idx. go-fuse hands back an
+// already registered node for an identity it knows, so the identity must
+// follow the snapshot entry: keyed by inode number alone, a second name for
+// one inode number (a hard link, or a crafted index) would reach the node
+// of the first, and serve its path. Gen carries the entry index, which is
+// never 0 below the root (the root's Gen is 0), so no two entries share an
+// identity; Ino stays the snapshot's inode number, because go-fuse reports
+// StableAttr.Ino as st_ino and hard links should keep showing one number.
+// The kernel keys its inodes by go-fuse's node ids, which are allocated per
+// node, so a shared st_ino folds nothing there either.
+func stableAttr(idx uint32, a snapshot.Attr) gofs.StableAttr {
+	ino := a.Ino
+	if ino == ^uint64(0) {
+		// Reserved by go-fuse, which panics on it; 0 asks it for a number.
+		ino = 0
+	}
+	return gofs.StableAttr{Mode: a.Mode & snapshot.ModeType, Ino: ino, Gen: uint64(idx)}
 }
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -117,7 +136,7 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Frsize = 4096
 	out.Blocks = uint64(st.Bytes+4095) / 4096
 	out.Files = uint64(st.Entries)
-	out.NameLen = 255
+	out.NameLen = snapshot.MaxNameLen
 	return 0
 }
 

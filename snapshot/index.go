@@ -43,6 +43,8 @@ package snapshot
 // the arrays are checked for what lookups rely on (offsets in range and
 // non-decreasing, only directories owning children, side tables sorted), so
 // that no index, however made, can make a later lookup index out of range.
+// Then the entries themselves (validate.go): names that are single path
+// components, sorted siblings, no loops of inode numbers, clean symlinks.
 // A file that fails any check is refused whole; nothing is half-loaded.
 //
 // The checksum is verified before the version is read, so a flipped bit
@@ -422,7 +424,8 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	info.Size = int64(size)
 
 	// From here on the bytes are what a writer wrote; the checks below
-	// guard against a writer's bug, never against corruption.
+	// guard against a writer's bug or a crafted file, never against
+	// corruption.
 	bad := func(format string, args ...any) (*Snapshot, IndexInfo, error) {
 		return nil, IndexInfo{}, fmt.Errorf("%w: %s", ErrIndexCorrupt, fmt.Sprintf(format, args...))
 	}
@@ -527,6 +530,9 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	}
 	if err := s.validate(); err != nil {
 		return bad("%v", err)
+	}
+	if err := s.validateEntries(); err != nil {
+		return nil, IndexInfo{}, err
 	}
 	return s, info, nil
 }
