@@ -161,6 +161,10 @@ func TestDirSourceReadsRegularFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
+		// Opened non-blocking, read blocking.
+		if fl, err := unix.FcntlInt(f.(*os.File).Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+			t.Errorf("source file flags %#o %v: O_NONBLOCK left set", fl, err)
+		}
 		b := make([]byte, 5)
 		if n, err := f.ReadAt(b, 0); n != 5 || string(b) != "hello" {
 			t.Errorf("ReadAt = %d %q %v", n, b[:n], err)
