@@ -135,12 +135,29 @@ func openRoot(path string) (*rootDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source root: %w", &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	var st unix.Stat_t
-	if err := fstat(fd, &st); err != nil {
+	dev, err := devOf(fd)
+	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("source root: %w", &os.PathError{Op: "fstat", Path: path, Err: err})
+		return nil, fmt.Errorf("source root: %w", &os.PathError{Op: "statx", Path: path, Err: err})
 	}
-	return &rootDir{f: os.NewFile(uintptr(fd), path), dev: st.Dev}, nil
+	return &rootDir{f: os.NewFile(uintptr(fd), path), dev: dev}, nil
+}
+
+// devOf returns the device of fd's filesystem without asking the
+// filesystem: st_dev comes from the superblock, and AT_STATX_DONT_SYNC with
+// an empty mask spares a network or FUSE source a getattr (after the
+// mount, the source sees no metadata call).
+func devOf(fd int) (uint64, error) {
+	var stx unix.Statx_t
+	for {
+		err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, 0, &stx)
+		if err == nil {
+			return unix.Mkdev(stx.Dev_major, stx.Dev_minor), nil
+		}
+		if err != unix.EINTR {
+			return 0, err
+		}
+	}
 }
 
 // open opens rel beneath the root and stats it.
