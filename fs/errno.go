@@ -19,7 +19,7 @@ func errno(err error) syscall.Errno {
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	case errors.As(err, &en):
-		return en
+		return sourceErrno(en)
 	case errors.Is(err, fs.ErrNotExist):
 		return syscall.ENOENT
 	case errors.Is(err, fs.ErrPermission):
@@ -27,4 +27,16 @@ func errno(err error) syscall.Errno {
 	default:
 		return syscall.EIO
 	}
+}
+
+// sourceErrno keeps an errno from the source, except those that would
+// blame the wrong party: ENOTCONN and ECONNABORTED read as "the cachefs
+// daemon died" (the errno of a dead FUSE mount), and ESTALE as a stale
+// handle of this mount, when it is the source's filesystem that failed.
+func sourceErrno(en syscall.Errno) syscall.Errno {
+	switch en {
+	case syscall.ENOTCONN, syscall.ECONNABORTED, syscall.ESTALE:
+		return syscall.EIO
+	}
+	return en
 }

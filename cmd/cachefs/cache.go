@@ -62,6 +62,10 @@ func openCache(log zerolog.Logger, o *mountOptions, src, mnt string, rootDev uin
 	if ra <= 0 {
 		ra = -1 // blockcache reads 0 as "default"
 	}
+	source, err := blockcache.NewDirSource(src, rootDev)
+	if err != nil {
+		return nil, withCode(exitSource, err)
+	}
 	c, err := blockcache.Open(blockcache.Options{
 		Dir:       o.cacheDir,
 		BlockSize: int64(bs),
@@ -69,8 +73,9 @@ func openCache(log zerolog.Logger, o *mountOptions, src, mnt string, rootDev uin
 		ReadAhead: ra,
 		Owner:     fmt.Sprintf("cachefs pid %d serving %s at %s", os.Getpid(), src, mnt),
 		Logger:    log,
-	}, blockcache.DirSource{Root: src, RootDev: rootDev})
+	}, source)
 	if err != nil {
+		source.Close()
 		if errors.Is(err, blockcache.ErrLocked) {
 			return nil, withCode(exitCacheDir, fmt.Errorf("%w; give this mount its own --cache-dir", err))
 		}
