@@ -322,14 +322,16 @@ func (c *Cache) fitsLocked(need int64, spareRecent bool) bool {
 // When it would not (the cache disk failing, or the budget all open
 // files), a miss reads only the bytes asked for: a whole block fetched to
 // serve 128 KiB of it and then thrown away would multiply the source's
-// load. Files given back since the budget filled may have made room.
+// load. The walk for room stops at the first files that make it, the
+// oldest, which are seldom open.
 func (c *Cache) storing(n int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Now().Before(c.degraded) {
 		return false
 	}
-	if c.full && c.opts.MaxBytes > 0 && !c.fitsLocked(n, false) {
+	if c.opts.MaxBytes > 0 && c.usage+n > c.opts.MaxBytes && !c.fitsLocked(n, false) {
+		c.full = true
 		return false
 	}
 	c.full = false

@@ -354,8 +354,8 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	if !present || checked {
 		return present, nil
 	}
-	if data == nil {
-		return false, nil // not open: the caller reads the source
+	if data == nil || !st.checkLength(data) {
+		return false, nil // not open or damaged: the caller reads the source
 	}
 	buf, err := st.readBlock(data, b)
 	if err != nil {
