@@ -118,6 +118,7 @@ type Cache struct {
 	full bool
 
 	idle  *ristretto.Cache[string, *fileState]
+	bufs  sync.Pool // of *[]byte, one block each (see getBuf)
 	raSem *semaphore.Weighted
 
 	hits, misses, fromSource, fromCache, evictions, passthrough, uncached atomic.Int64

@@ -343,9 +343,10 @@ func (st *fileState) forget() {
 
 // trusted reports whether block b is stored and may be served. A block
 // this process has not read back yet is read whole and checked against its
-// checksum first; then buf holds its bytes. One that fails is forgotten
-// (logged once per file), so the caller fetches it again, and the rewrite
-// records it anew.
+// checksum first; then buf holds its bytes, in a buffer of the cache's
+// pool that the caller keeps or gives back with putBuf. One that fails is
+// forgotten (logged once per file), so the caller fetches it again, and
+// the rewrite records it anew.
 func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	st.mu.RLock()
 	present, checked := bit(st.bits, b), bit(st.checked, b)
@@ -357,8 +358,9 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	if data == nil || !st.checkLength(data) {
 		return false, nil // not open or damaged: the caller reads the source
 	}
-	buf, err := st.readBlock(data, b)
-	if err != nil {
+	buf = st.c.getBuf(min(st.c.opts.BlockSize, st.key.Size-b*st.c.opts.BlockSize))
+	if err := st.readFrom(data, buf, b*st.c.opts.BlockSize); err != nil {
+		st.c.putBuf(buf)
 		return false, nil
 	}
 	good := blockSum(buf) == want
@@ -367,6 +369,7 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	if st.data != data || !bit(st.bits, b) || st.sums[b] != want {
 		// Stored again or forgotten meanwhile: ask again.
 		st.mu.Unlock()
+		st.c.putBuf(buf)
 		return st.trusted(b)
 	}
 	if good && !bit(st.checked, b) {
@@ -378,6 +381,7 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	}
 	st.mu.Unlock()
 	if !good {
+		st.c.putBuf(buf)
 		st.c.corrupt.Add(1)
 		if !st.reportedCorrupt.Swap(true) {
 			st.c.log.Warn().Str("path", st.key.Path).Int64("block", b).
@@ -386,6 +390,22 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 		return false, nil
 	}
 	return true, buf
+}
+
+// getBuf returns a buffer of n bytes, at most a block, from the cache's
+// pool: checking a block reads it whole, once per block and process, and
+// a fresh megabyte each time would cost more than the read.
+func (c *Cache) getBuf(n int64) []byte {
+	if p, ok := c.bufs.Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, c.opts.BlockSize)
+}
+
+func (c *Cache) putBuf(b []byte) {
+	if b != nil && int64(cap(b)) == c.opts.BlockSize {
+		c.bufs.Put(&b)
+	}
 }
 
 // readBlock reads block b whole from data; a short read means the data

@@ -63,6 +63,7 @@ func (st *fileState) readHit(b int64, dst []byte, in int64) bool {
 	}
 	if buf != nil {
 		copy(dst, buf[in:])
+		st.c.putBuf(buf)
 		return true
 	}
 	return st.readCached(dst, b*st.c.opts.BlockSize+in) == nil
@@ -105,7 +106,9 @@ func (st *fileState) checkRange(first, last int64) bool {
 		return true
 	}
 	for b := first; b <= last; b++ {
-		if ok, _ := st.trusted(b); !ok {
+		ok, buf := st.trusted(b)
+		st.c.putBuf(buf)
+		if !ok {
 			return false
 		}
 	}

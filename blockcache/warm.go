@@ -72,7 +72,9 @@ func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
 		if !wait && st.has(b) {
 			continue
 		}
-		if ok, _ := st.trusted(b); ok {
+		ok, buf := st.trusted(b)
+		c.putBuf(buf)
+		if ok {
 			continue
 		}
 		n := min(c.opts.BlockSize, st.key.Size-b*c.opts.BlockSize)
