@@ -194,8 +194,10 @@ func (st *fileState) load(create bool) error {
 // set, says what damage lost the blocks the log recorded.
 func (st *fileState) startOver(create bool, why string) error {
 	if why != "" {
+		// The bitmap counts only if it describes these files: a state
+		// loaded before an eviction may describe files evicted since.
 		n := st.present
-		if !st.loaded {
+		if !st.loaded || st.evictSeen != st.c.evictions.Load() {
 			n = st.recordedOnDisk()
 		}
 		st.lost(n, why)
