@@ -360,19 +360,37 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	if data == nil || !st.checkLength(data) {
 		return false, nil // not open or damaged: the caller reads the source
 	}
+	// Readers of one block at once (the kernel's parallel read-ahead)
+	// wait for one check; only the one that ran it gets the bytes.
+	var again bool
+	v, _, _ := st.flight.Do("check "+strconv.FormatInt(b, 10), func() (any, error) {
+		var good bool
+		good, again, buf = st.check(b, data, want)
+		return good, nil
+	})
+	if again {
+		// Stored again or forgotten meanwhile: ask again.
+		return st.trusted(b)
+	}
+	return v.(bool), buf
+}
+
+// check reads block b whole from data and compares it with its checksum,
+// marking it checked or forgetting it. again reports that the block's
+// state changed meanwhile, so the answer is moot.
+func (st *fileState) check(b int64, data *os.File, want uint32) (good, again bool, buf []byte) {
 	buf = st.c.getBuf(min(st.c.opts.BlockSize, st.key.Size-b*st.c.opts.BlockSize))
 	if err := st.readFrom(data, buf, b*st.c.opts.BlockSize); err != nil {
 		st.c.putBuf(buf)
-		return false, nil
+		return false, false, nil
 	}
-	good := blockSum(buf) == want
+	good = blockSum(buf) == want
 	st.c.verified.Add(1)
 	st.mu.Lock()
 	if st.data != data || !bit(st.bits, b) || st.sums[b] != want {
-		// Stored again or forgotten meanwhile: ask again.
 		st.mu.Unlock()
 		st.c.putBuf(buf)
-		return st.trusted(b)
+		return false, true, nil
 	}
 	if good && !bit(st.checked, b) {
 		st.checked[b/64] |= 1 << (b % 64)
@@ -389,9 +407,9 @@ func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 			st.c.log.Warn().Str("path", st.key.Path).Int64("block", b).
 				Msg("a cached block does not match its checksum; fetching it again")
 		}
-		return false, nil
+		return false, false, nil
 	}
-	return true, buf
+	return true, false, buf
 }
 
 // getBuf returns a buffer of n bytes, at most a block, from the cache's
