@@ -152,16 +152,13 @@ func (st *fileState) openFiles(create bool) error {
 		// The files this state loaded its bitmap from, unchanged since.
 		return nil
 	}
-	return st.load(create)
+	return st.load(create, id)
 }
 
-// load reads the presence log into the bitmap; st.mu held.
-func (st *fileState) load(create bool) error {
+// load reads the presence log into the bitmap; id is the data file's
+// identity; st.mu held.
+func (st *fileState) load(create bool, id fileID) error {
 	raw, err := io.ReadAll(st.plog)
-	if err != nil {
-		return err
-	}
-	id, _, err := identify(st.data)
 	if err != nil {
 		return err
 	}

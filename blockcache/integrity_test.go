@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,12 +24,17 @@ func cacheWhole(t *testing.T, c *Cache, src *memSource) {
 // readEqual reads a whole through a new handle and fails on wrong bytes.
 func readEqual(t *testing.T, c *Cache, src *memSource, when string) {
 	t.Helper()
-	h, err := c.OpenFile(key(src, "a"))
+	readNameEqual(t, c, src, "a", when)
+}
+
+func readNameEqual(t *testing.T, c *Cache, src *memSource, name, when string) {
+	t.Helper()
+	h, err := c.OpenFile(key(src, name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	want := src.files["a"]
+	want := src.files[name]
 	p := make([]byte, len(want))
 	if n, err := h.ReadAt(context.Background(), p, 0); err != nil || n != len(want) || !bytes.Equal(p, want) {
 		t.Fatalf("%s: read %d bytes (%v), equal %v", when, n, err, bytes.Equal(p, want))
@@ -256,5 +263,42 @@ func TestCrowdedWhileBudgetHeld(t *testing.T) {
 	hb.ReadAt(context.Background(), make([]byte, 4096), 4096)
 	if hb.Crowded() || c.Stats().Evictions != 1 {
 		t.Errorf("still crowded after the holder closed: %+v", c.Stats())
+	}
+}
+
+// TestEvictionRemovesLogFirst watches an eviction's removals: the
+// presence log must go before its data file, so that a kill between the
+// two never leaves records of blocks that are gone.
+func TestEvictionRemovesLogFirst(t *testing.T) {
+	src := newSource(map[string]int{"a": 4096 * 2, "b": 4096 * 2})
+	c := open(t, t.TempDir(), src, Options{MaxBytes: 4096 * 2, ReadAhead: -1})
+	defer c.Close()
+	c.WaitScan()
+	readEqual(t, c, src, "a")
+	data := c.dataPath(key(src, "a").name())
+	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, filepath.Dir(data), unix.IN_DELETE); err != nil {
+		t.Fatal(err)
+	}
+	readNameEqual(t, c, src, "b", "b") // evicts a
+	if c.Stats().Evictions != 1 {
+		t.Fatalf("stats %+v: want one eviction", c.Stats())
+	}
+	var removed []string
+	buf := make([]byte, 4096)
+	n, _ := unix.Read(in, buf)
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+		name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+		removed = append(removed, string(bytes.TrimRight(name, "\x00")))
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+	}
+	base := filepath.Base(data)
+	if len(removed) < 2 || removed[0] != base+".present" || removed[1] != base {
+		t.Errorf("eviction removed %v, want the log, then the data file", removed)
 	}
 }
