@@ -5,6 +5,10 @@ import (
 	"sync/atomic"
 )
 
+// fs gives back files it holds without readers sooner while their
+// content says it is crowded.
+var _ interface{ Crowded() bool } = (*Handle)(nil)
+
 // Handle is one open of a cached file.
 type Handle struct {
 	st      *fileState
