@@ -112,10 +112,10 @@ type Cache struct {
 	lruIdx   map[string]*list.Element
 	usage    int64
 	degraded time.Time // no stores until then
-	// full: a demand block was refused room because the budget is all
-	// open files; until room shows up, misses fetch only what the reader
-	// asked for (see storing).
-	full bool
+	// full: the budget is all open files, so demand misses are served
+	// without being stored, fetching only what the reader asked for (see
+	// storing); fullSaid: the log said so once.
+	full, fullSaid bool
 
 	idle  *ristretto.Cache[string, *fileState]
 	bufs  sync.Pool // of *[]byte, one block each (see getBuf)
@@ -332,11 +332,21 @@ func (c *Cache) storing(n int64) bool {
 		return false
 	}
 	if c.opts.MaxBytes > 0 && c.usage+n > c.opts.MaxBytes && !c.fitsLocked(n, false) {
-		c.full = true
+		c.fullLocked()
 		return false
 	}
 	c.full = false
 	return true
+}
+
+// fullLocked notes that the budget is all open files, logging it once per
+// process: it comes and goes as files are opened and given back.
+func (c *Cache) fullLocked() {
+	c.full = true
+	if !c.fullSaid {
+		c.fullSaid = true
+		c.log.Warn().Int64("budget", c.opts.MaxBytes).Msg("cache budget is taken by open files; serving new blocks without storing them until files are given back")
+	}
 }
 
 // Crowded reports whether the budget is taken by open files, so that
@@ -360,10 +370,7 @@ func (c *Cache) admit(name string, n int64, background bool) bool {
 		return c.evictLocked(n, true) && c.touch(name, n)
 	}
 	if !c.evictLocked(n, false) {
-		if !c.full {
-			c.full = true
-			c.log.Warn().Int64("budget", c.opts.MaxBytes).Msg("cache budget is taken by open files; serving new blocks without storing them")
-		}
+		c.fullLocked()
 		return false
 	}
 	c.full = false
