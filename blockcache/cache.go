@@ -3,14 +3,11 @@ package blockcache
 import (
 	"container/list"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -75,9 +72,9 @@ type Options struct {
 	// refused the directory can say who has it.
 	Owner  string
 	Logger zerolog.Logger
-	// BootID names the machine's current boot; blocks recorded during
-	// another boot are checked against their checksums before they are
-	// served. Default: /proc/sys/kernel/random/boot_id (tests set it).
+	// BootID is no longer used: every block is checked against its
+	// checksum on its first read by each process, whatever boot recorded
+	// it. Kept so existing callers compile.
 	BootID string
 }
 
@@ -92,9 +89,11 @@ type Stats struct {
 	Budget              int64 `json:"budget"`
 	PassthroughOffered  int64 `json:"passthrough_opens"`
 	UncachedBytesServed int64 `json:"uncached_bytes"` // fetched but not stored: budget full or disk failing
-	// Verified counts blocks recorded during an earlier boot whose bytes
-	// were checked against their checksum; Corrupt those that failed (lost
-	// in a crash of the machine) and were fetched again.
+	// Verified counts blocks read back from the cache disk and checked
+	// against their checksum (once per block and process); Corrupt counts
+	// blocks found damaged (a failed checksum, or a data file found
+	// missing, shorter than its records or replaced), never served and
+	// fetched again when read.
 	Verified int64 `json:"verified_blocks"`
 	Corrupt  int64 `json:"corrupt_blocks"`
 }
@@ -105,6 +104,7 @@ type Cache struct {
 	src  Source
 	log  zerolog.Logger
 	lock *os.File
+	dirs *layout
 
 	mu       sync.Mutex
 	open     map[string]*fileState
@@ -112,13 +112,14 @@ type Cache struct {
 	lruIdx   map[string]*list.Element
 	usage    int64
 	degraded time.Time // no stores until then
-	full     bool      // logged that the budget is all open files
+	// full: the budget is all open files, so demand misses are served
+	// without being stored, fetching only what the reader asked for (see
+	// storing); fullSaid: the log said so once.
+	full, fullSaid bool
 
 	idle  *ristretto.Cache[string, *fileState]
+	bufs  sync.Pool // of *[]byte, one block each (see getBuf)
 	raSem *semaphore.Weighted
-
-	// boot identifies this boot of the machine in presence logs.
-	boot [bootSize]byte
 
 	hits, misses, fromSource, fromCache, evictions, passthrough, uncached atomic.Int64
 	verified, corrupt                                                     atomic.Int64
@@ -138,8 +139,10 @@ type lruEntry struct {
 	recent bool
 }
 
-// Open takes the cache directory, creating it 0700, and starts the
-// background scan that counts what earlier runs left.
+// Open takes the cache directory, creating it 0700 if it is missing, and
+// starts the background scan that counts what earlier runs left. A cache
+// directory, or blocks directory, that is not private to the effective
+// user is refused with ErrUnsafeDir.
 func Open(opts Options, src Source) (*Cache, error) {
 	if opts.BlockSize <= 0 {
 		opts.BlockSize = 1 << 20
@@ -155,11 +158,13 @@ func Open(opts Options, src Source) (*Cache, error) {
 	if opts.IdleStateBytes <= 0 {
 		opts.IdleStateBytes = 64 << 20
 	}
-	if err := os.MkdirAll(filepath.Join(opts.Dir, "blocks"), 0o700); err != nil {
-		return nil, fmt.Errorf("blockcache: %w", err)
-	}
-	lock, err := takeLock(opts.Dir, opts.Owner)
+	dirs, err := openLayout(opts.Dir)
 	if err != nil {
+		return nil, err
+	}
+	lock, err := dirs.takeLock(opts.Owner)
+	if err != nil {
+		dirs.close()
 		return nil, err
 	}
 	idle, err := ristretto.NewCache(&ristretto.Config[string, *fileState]{
@@ -169,6 +174,7 @@ func Open(opts Options, src Source) (*Cache, error) {
 	})
 	if err != nil {
 		lock.Close()
+		dirs.close()
 		return nil, fmt.Errorf("blockcache: %w", err)
 	}
 	c := &Cache{
@@ -176,47 +182,24 @@ func Open(opts Options, src Source) (*Cache, error) {
 		src:      src,
 		log:      opts.Logger.With().Str("component", "blockcache").Logger(),
 		lock:     lock,
+		dirs:     dirs,
 		open:     map[string]*fileState{},
 		lruIdx:   map[string]*list.Element{},
 		idle:     idle,
 		raSem:    semaphore.NewWeighted(16),
 		scanDone: make(chan struct{}),
-		boot:     bootIdentity(opts.BootID),
 	}
 	go c.scan()
 	return c, nil
-}
-
-// takeLock holds an exclusive flock on DIR/lock for the life of the
-// process; the kernel drops it when the process dies, even by kill -9.
-func takeLock(dir, owner string) (*os.File, error) {
-	p := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("blockcache: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		b, _ := io.ReadAll(io.LimitReader(f, 4096))
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			who := strings.TrimSpace(string(b))
-			if who == "" {
-				who = "another process"
-			}
-			return nil, fmt.Errorf("%w: %s is used by %s", ErrLocked, dir, who)
-		}
-		return nil, fmt.Errorf("blockcache: lock %s: %w", p, err)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(owner+"\n"), 0)
-	return f, nil
 }
 
 // Close releases the directory. Open handles must be closed first.
 func (c *Cache) Close() error {
 	<-c.scanDone
 	c.idle.Close()
-	return c.lock.Close()
+	err := c.lock.Close()
+	c.dirs.close()
+	return err
 }
 
 // WaitScan blocks until the start-up usage scan is done; for tests.
@@ -236,9 +219,9 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
-func (c *Cache) dataPath(name string) string {
-	return filepath.Join(c.opts.Dir, "blocks", name[:2], name)
-}
+// dataPath is where name's data file is, for messages and tests; the cache
+// itself reaches it through c.dirs.
+func (c *Cache) dataPath(name string) string { return c.dirs.shown(name) }
 
 // scan counts the disk usage of files cached by earlier runs, oldest last
 // in LRU order by modification time. It runs after the mount serves, so a
@@ -251,21 +234,11 @@ func (c *Cache) scan() {
 		mtime int64
 	}
 	var fs []found
-	dirs, _ := os.ReadDir(filepath.Join(c.opts.Dir, "blocks"))
-	for _, d := range dirs {
-		ents, _ := os.ReadDir(filepath.Join(c.opts.Dir, "blocks", d.Name()))
-		for _, e := range ents {
-			n := e.Name()
-			if strings.Contains(n, ".") {
-				continue
-			}
-			var st unix.Stat_t
-			if unix.Stat(c.dataPath(n), &st) != nil {
-				continue
-			}
+	c.dirs.list(func(n string, st *unix.Stat_t) {
+		if !strings.Contains(n, ".") && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			fs = append(fs, found{n, st.Blocks * 512, st.Mtim.Nano()})
 		}
-	}
+	})
 	sort.Slice(fs, func(i, j int) bool { return fs[i].mtime > fs[j].mtime })
 	c.mu.Lock()
 	for _, f := range fs {
@@ -314,8 +287,11 @@ func (c *Cache) evictLocked(need int64, spareRecent bool) bool {
 				st.dead.Store(true)
 				c.idle.Del(e.name)
 			}
-			os.Remove(c.dataPath(e.name))
-			os.Remove(c.dataPath(e.name) + ".present")
+			// The log goes first: killed between the two, a data file
+			// without its log is nothing cached, while a log without its
+			// data would promise blocks that are gone.
+			c.dirs.remove(e.name + ".present")
+			c.dirs.remove(e.name)
 			c.usage -= e.bytes
 			c.lru.Remove(el)
 			delete(c.lruIdx, e.name)
@@ -328,15 +304,57 @@ func (c *Cache) evictLocked(need int64, spareRecent bool) bool {
 
 // fitsSparingRecentLocked reports whether need bytes fit after evicting
 // only files that are neither open nor recent.
-func (c *Cache) fitsSparingRecentLocked(need int64) bool {
+func (c *Cache) fitsSparingRecentLocked(need int64) bool { return c.fitsLocked(need, true) }
+
+// fitsLocked reports whether need bytes fit after evicting files that are
+// not open (and, with spareRecent, not recent).
+func (c *Cache) fitsLocked(need int64, spareRecent bool) bool {
 	free := c.opts.MaxBytes - c.usage
 	for el := c.lru.Back(); el != nil && free < need; el = el.Prev() {
 		e := el.Value.(*lruEntry)
-		if _, busy := c.open[e.name]; !busy && !e.recent {
+		if _, busy := c.open[e.name]; !busy && !(spareRecent && e.recent) {
 			free += e.bytes
 		}
 	}
 	return free >= need
+}
+
+// storing reports whether a demand block of n bytes would be stored.
+// When it would not (the cache disk failing, or the budget all open
+// files), a miss reads only the bytes asked for: a whole block fetched to
+// serve 128 KiB of it and then thrown away would multiply the source's
+// load. The walk for room stops at the first files that make it, the
+// oldest, which are seldom open.
+func (c *Cache) storing(n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Now().Before(c.degraded) {
+		return false
+	}
+	if c.opts.MaxBytes > 0 && c.usage+n > c.opts.MaxBytes && !c.fitsLocked(n, false) {
+		c.fullLocked()
+		return false
+	}
+	c.full = false
+	return true
+}
+
+// fullLocked notes that the budget is all open files, logging it once per
+// process: it comes and goes as files are opened and given back.
+func (c *Cache) fullLocked() {
+	c.full = true
+	if !c.fullSaid {
+		c.fullSaid = true
+		c.log.Warn().Int64("budget", c.opts.MaxBytes).Msg("cache budget is taken by open files; serving new blocks without storing them until files are given back")
+	}
+}
+
+// Crowded reports whether the budget is taken by open files, so that
+// whoever holds files open without a reader should give them back soon.
+func (c *Cache) Crowded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.full
 }
 
 // admit reserves room for n more bytes, evicting if needed. False means
@@ -352,10 +370,7 @@ func (c *Cache) admit(name string, n int64, background bool) bool {
 		return c.evictLocked(n, true) && c.touch(name, n)
 	}
 	if !c.evictLocked(n, false) {
-		if !c.full {
-			c.full = true
-			c.log.Warn().Int64("budget", c.opts.MaxBytes).Msg("cache budget is taken by open files; serving new blocks without storing them")
-		}
+		c.fullLocked()
 		return false
 	}
 	c.full = false
@@ -374,6 +389,19 @@ func (c *Cache) roomForBackground(n int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().After(c.degraded) && (c.opts.MaxBytes <= 0 || c.fitsSparingRecentLocked(n))
+}
+
+// dropUsage forgets up to n bytes counted for name, whose data file of n
+// bytes on disk was removed to start it over.
+func (c *Cache) dropUsage(name string, n int64) {
+	c.mu.Lock()
+	if el, ok := c.lruIdx[name]; ok {
+		e := el.Value.(*lruEntry)
+		n = min(n, e.bytes)
+		e.bytes -= n
+		c.usage -= n
+	}
+	c.mu.Unlock()
 }
 
 // unadmit gives back a reservation whose write failed.
@@ -446,51 +474,4 @@ func (c *Cache) release(st *fileState) {
 			c.idle.Set(st.name, st, st.cost())
 		}
 	}
-}
-
-// A presence record: block index, CRC-32C of the block's bytes, and a
-// checksum of both, so garbage is never mistaken for a record and a block
-// whose bytes were lost in a crash of the machine is recognised.
-const recordSize = 12
-
-func encodeRecord(b, sum uint32) []byte {
-	var r [recordSize]byte
-	binary.LittleEndian.PutUint32(r[:4], b)
-	binary.LittleEndian.PutUint32(r[4:8], sum)
-	binary.LittleEndian.PutUint32(r[8:], crc32.Checksum(r[:8], castagnoli))
-	return r[:]
-}
-
-// decodeRecord returns a record's block and data checksum, or ok false for
-// a torn or garbage record.
-func decodeRecord(r []byte) (b, sum uint32, ok bool) {
-	if binary.LittleEndian.Uint32(r[8:12]) != crc32.Checksum(r[:8], castagnoli) {
-		return 0, 0, false
-	}
-	return binary.LittleEndian.Uint32(r[:4]), binary.LittleEndian.Uint32(r[4:8]), true
-}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func blockSum(data []byte) uint32 { return crc32.Checksum(data, castagnoli) }
-
-const bootSize = 16
-
-// bootIdentity condenses a boot id to bootSize bytes. Without one (no
-// /proc), each process counts as a boot of its own: blocks recorded by
-// earlier processes are then always checked, which costs reads, never
-// correctness.
-func bootIdentity(id string) [bootSize]byte {
-	if id == "" {
-		if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-			id = strings.TrimSpace(string(b))
-		}
-	}
-	if id == "" {
-		id = fmt.Sprintf("pid %d at %d", os.Getpid(), time.Now().UnixNano())
-	}
-	sum := sha256.Sum256([]byte(id))
-	var out [bootSize]byte
-	copy(out[:], sum[:])
-	return out
 }

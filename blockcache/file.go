@@ -1,27 +1,18 @@
 package blockcache
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 )
-
-// logMagic starts every presence log; the digits are the format version.
-const logMagic = "CFSBLK02"
 
 // fileState is the cache's view of one source file, shared by its handles.
 type fileState struct {
@@ -32,32 +23,30 @@ type fileState struct {
 	refs    int // guarded by Cache.mu
 	dead    atomic.Bool
 	flight  singleflight.Group
-	// reportedCorrupt keeps a file's failed checksums to one log line.
+	// reportedCorrupt keeps a file's damage to one log line.
 	reportedCorrupt atomic.Bool
 
 	mu      sync.RWMutex
 	bits    []uint64
 	present int64
 	sums    []uint32 // CRC-32C of each present block's bytes
-	// unchecked marks present blocks recorded during another boot of the
-	// machine, whose bytes must match sums before they are served;
-	// nUnchecked counts them.
-	unchecked  []uint64
-	nUnchecked int64
-	// bad marks blocks that failed their check and were not stored again
-	// yet; their stale records keep the log from being stamped.
-	bad  []uint64
-	nBad int64
-	// needStamp: the log was written in another boot, and stamping it
-	// with this one, once nothing is unchecked or bad, spares the next
-	// mount of this boot the checks.
-	needStamp bool
-	loaded    bool
-	// evictSeen is Cache.evictions when the bitmap was loaded.
+	// checked marks present blocks this process has read back from the
+	// cache disk and found matching their sums; only those are served
+	// without reading them whole. nChecked counts them.
+	checked  []uint64
+	nChecked int64
+	loaded   bool
+	// evictSeen is Cache.evictions when the bitmap was loaded; id is the
+	// data file the bitmap describes.
 	evictSeen int64
+	id        fileID
 	active    bool     // between activate and deactivate
 	data      *os.File // nil when idle, before the first store, or when the cache disk failed
 	plog      *os.File
+	// retired holds descriptors of files found damaged while open: a
+	// splice handed one of them may still be reading it, so they close
+	// with the state's other descriptors.
+	retired []*os.File
 
 	srcMu  sync.Mutex
 	src    SourceFile
@@ -67,24 +56,25 @@ type fileState struct {
 func newFileState(c *Cache, name string, key Key) *fileState {
 	bs := c.opts.BlockSize
 	n := (key.Size + bs - 1) / bs
-	return &fileState{c: c, name: name, key: key, nblocks: n, bits: make([]uint64, (n+63)/64), sums: make([]uint32, n)}
+	words := (n + 63) / 64
+	return &fileState{c: c, name: name, key: key, nblocks: n,
+		bits: make([]uint64, words), checked: make([]uint64, words), sums: make([]uint32, n)}
 }
 
 func (st *fileState) cost() int64 {
-	return int64(len(st.bits))*8 + int64(len(st.unchecked))*8 + int64(len(st.sums))*4 + 256
+	return int64(len(st.bits))*16 + int64(len(st.sums))*4 + 256
 }
+
+func bit(m []uint64, b int64) bool { return m[b/64]&(1<<(b%64)) != 0 }
 
 func (st *fileState) has(b int64) bool {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.bits[b/64]&(1<<(b%64)) != 0
+	return bit(st.bits, b)
 }
 
-func (st *fileState) header() []byte {
-	var h bytes.Buffer
-	h.WriteString(logMagic)
-	binary.Write(&h, binary.LittleEndian, []int64{st.c.opts.BlockSize, st.key.Size, st.key.Mtime, int64(st.key.Ino)})
-	return h.Bytes()
+func (st *fileState) header(id fileID) logHeader {
+	return logHeader{blockSize: st.c.opts.BlockSize, size: st.key.Size, mtime: st.key.Mtime, ino: st.key.Ino, data: id}
 }
 
 // activate opens the data file and presence log, loading the log the first
@@ -99,222 +89,394 @@ func (st *fileState) activate() {
 	st.openOrDegrade(false)
 }
 
+// errNothingStored: the cache holds nothing of the file.
+var errNothingStored = errors.New("nothing stored")
+
 // openOrDegrade opens the cache files, creating them only when create is
 // set: a file that is opened but never stored leaves nothing on disk.
 func (st *fileState) openOrDegrade(create bool) {
 	err := st.openFiles(create)
-	if errors.Is(err, fs.ErrNotExist) && !create {
-		// Nothing on disk: never stored, or evicted while this state sat
-		// idle. Either way no block is present.
-		st.forget()
-		st.loaded = true
+	if errors.Is(err, errNothingStored) && !create {
 		return
 	}
 	if err != nil {
 		st.c.degrade(fmt.Errorf("opening cache files of %s: %w", st.key.Path, err))
-		if st.data != nil {
-			st.data.Close()
-		}
-		if st.plog != nil {
-			st.plog.Close()
-		}
-		st.data, st.plog = nil, nil
+		st.closeFiles()
 	}
 }
 
+func (st *fileState) closeFiles() {
+	if st.data != nil {
+		st.data.Close()
+	}
+	if st.plog != nil {
+		st.plog.Close()
+	}
+	st.data, st.plog = nil, nil
+}
+
+// openFiles opens the data file and its log; st.mu held. Any doubt about
+// them (a file missing, of another size or identity, a log of another
+// file) costs what they held and starts the file over: never a block
+// served from a file its records do not describe.
 func (st *fileState) openFiles(create bool) error {
-	p := st.c.dataPath(st.name)
-	flags := os.O_RDWR
-	if create {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return err
-		}
-		flags |= os.O_CREATE
+	data, err := st.c.dirs.openFile(st.name, unix.O_RDWR)
+	if errors.Is(err, os.ErrNotExist) {
+		return st.startOver(create, "its data file is missing")
 	}
-	data, err := os.OpenFile(p, flags, 0o600)
 	if err != nil {
 		return err
 	}
-	st.data = data
-	plog, err := os.OpenFile(p+".present", flags|os.O_APPEND, 0o600)
+	id, size, err := identify(data)
 	if err != nil {
+		data.Close()
 		return err
 	}
-	st.plog = plog
-	var pst unix.Stat_t
-	if err := unix.Fstat(int(plog.Fd()), &pst); err != nil {
+	if size != st.key.Size {
+		data.Close()
+		return st.startOver(create, fmt.Sprintf("its data file has %d bytes, not %d", size, st.key.Size))
+	}
+	plog, err := st.c.dirs.openFile(st.name+".present", unix.O_RDWR|unix.O_APPEND)
+	if errors.Is(err, os.ErrNotExist) {
+		// An eviction killed between its two removals, or a log removed
+		// by hand: nothing is recorded, so nothing is cached.
+		data.Close()
+		return st.startOver(create, "")
+	}
+	if err != nil {
+		data.Close()
 		return err
 	}
-	if st.loaded && st.evictSeen == st.c.evictions.Load() && pst.Size > 0 {
-		// No file was evicted since this state loaded its log, so its files
-		// are the ones it knows and its bitmap is current. (An eviction
-		// cannot touch it now: it is open.)
+	st.data, st.plog = data, plog
+	if st.loaded && st.evictSeen == st.c.evictions.Load() && id == st.id {
+		// The files this state loaded its bitmap from, unchanged since.
 		return nil
 	}
-	// First load, or files were evicted (perhaps these, perhaps made anew
-	// by another state since) while this one sat idle: reload.
-	st.forget()
-	st.evictSeen = st.c.evictions.Load()
-	raw, err := io.ReadAll(plog)
+	return st.load(create, id)
+}
+
+// load reads the presence log into the bitmap; id is the data file's
+// identity; st.mu held.
+func (st *fileState) load(create bool, id fileID) error {
+	raw, err := io.ReadAll(st.plog)
 	if err != nil {
 		return err
 	}
-	hdr := st.header()
-	if !bytes.HasPrefix(raw, hdr) || len(raw) < len(hdr)+bootSize {
-		// New, or written for another block size: start over. The data
-		// file is emptied too so stale blocks stop taking disk space (the
-		// empty bitmap already keeps them from being read). A new, empty
-		// file is not truncated: ext4 takes a truncate to 0 as "file being
-		// replaced" and starts writeback at close, a synchronous cost per
-		// small file that made closes the bottleneck of prefetch.
-		var fst unix.Stat_t
-		if err := unix.Fstat(int(data.Fd()), &fst); err != nil {
-			return err
+	st.forget()
+	hdr, ok := parsePresence(raw, func(b int64, sum uint32) {
+		if b >= st.nblocks {
+			return // a log of another block size: refused below
 		}
-		if len(raw) > 0 {
-			if err := plog.Truncate(0); err != nil {
-				return err
-			}
-		}
-		if fst.Size > 0 {
-			if err := data.Truncate(0); err != nil {
-				return err
-			}
-		}
-		raw = append(slices.Clip(hdr), st.c.boot[:]...)
-		if _, err := plog.Write(raw); err != nil {
-			return err
-		}
-	}
-	// Records written during this boot are trusted: the kernel keeps the
-	// bytes they describe through any crash of this process. After a crash
-	// of the machine, a record may have reached the disk before its block,
-	// so blocks recorded in another boot are checked when first read.
-	otherBoot := !bytes.Equal(raw[len(hdr):len(hdr)+bootSize], st.c.boot[:])
-	for r := raw[len(hdr)+bootSize:]; len(r) >= recordSize; r = r[recordSize:] {
-		b, sum, ok := decodeRecord(r)
-		if !ok || int64(b) >= st.nblocks {
-			break // a torn or garbage tail: everything after it is ignored
-		}
-		if st.bits[b/64]&(1<<(b%64)) == 0 {
+		if !bit(st.bits, b) {
 			st.bits[b/64] |= 1 << (b % 64)
 			st.present++
 		}
 		st.sums[b] = sum // a block stored again records again: the last wins
-		if otherBoot {
-			st.markUnchecked(b)
+	})
+	if !ok || hdr != st.header(id) {
+		// Another format, block size or data file: start over.
+		st.closeFiles()
+		if ok && hdr == st.header(hdr.data) {
+			st.lost(st.present, "its data file was replaced")
 		}
+		st.forget()
+		return st.startOver(create, "")
 	}
-	st.needStamp = st.nUnchecked > 0
-	st.loaded = true
+	st.loaded, st.id, st.evictSeen = true, id, st.c.evictions.Load()
+	return nil
+}
+
+// startOver forgets what the state knew of its files and removes them,
+// then, with create, makes new ones; st.mu held, files closed. why, when
+// set, says what damage lost the blocks the log recorded.
+func (st *fileState) startOver(create bool, why string) error {
+	if why != "" {
+		// The bitmap counts only if it describes these files: a state
+		// loaded before an eviction may describe files evicted since.
+		n := st.present
+		if !st.loaded || st.evictSeen != st.c.evictions.Load() {
+			n = st.recordedOnDisk()
+		}
+		st.lost(n, why)
+	}
+	st.forget()
+	st.loaded, st.evictSeen = true, st.c.evictions.Load()
+	if err := st.removeFiles(); err != nil {
+		return err
+	}
+	if !create {
+		return errNothingStored
+	}
+	return st.createFiles()
+}
+
+// lost counts and reports (once per file) n recorded blocks that damage
+// took.
+func (st *fileState) lost(n int64, why string) {
+	if n == 0 {
+		return
+	}
+	st.c.corrupt.Add(n)
+	if !st.reportedCorrupt.Swap(true) {
+		st.c.log.Warn().Str("path", st.key.Path).Int64("blocks", n).Str("cause", why).
+			Msg("cached blocks were damaged on the cache disk; fetching them again")
+	}
+}
+
+// recordedOnDisk counts the blocks the log on disk records, for a file
+// found damaged before its log was loaded.
+func (st *fileState) recordedOnDisk() int64 {
+	f, err := st.c.dirs.openFile(st.name+".present", unix.O_RDONLY)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(f)
+	if err != nil {
+		return 0
+	}
+	seen := make([]uint64, len(st.bits))
+	var n int64
+	hdr, ok := parsePresence(raw, func(b int64, _ uint32) {
+		if b < st.nblocks && !bit(seen, b) {
+			seen[b/64] |= 1 << (b % 64)
+			n++
+		}
+	})
+	if !ok || hdr.blockSize != st.c.opts.BlockSize || hdr.size != st.key.Size {
+		return 0
+	}
+	return n
+}
+
+// removeFiles removes the log, then the data file: killed between the
+// two, a data file without a log is nothing cached.
+func (st *fileState) removeFiles() error {
+	if err := st.c.dirs.remove(st.name + ".present"); err != nil {
+		return err
+	}
 	var fst unix.Stat_t
-	if unix.Fstat(int(data.Fd()), &fst) == nil && fst.Size != st.key.Size {
-		// Sparse: the full length costs nothing and lets pread see the
-		// whole file.
-		return data.Truncate(st.key.Size)
+	had := st.c.dirs.stat(st.name, &fst) == nil
+	if err := st.c.dirs.remove(st.name); err != nil {
+		return err
+	}
+	if had {
+		st.c.dropUsage(st.name, fst.Blocks*512)
 	}
 	return nil
+}
+
+// createFiles makes a new, sparse data file of the source's size and a log
+// naming it; st.mu held. Both are created O_EXCL: a name someone planted
+// since removeFiles fails the create instead of receiving bytes.
+func (st *fileState) createFiles() error {
+	data, err := st.c.dirs.openFile(st.name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL)
+	if err != nil {
+		return err
+	}
+	// Sparse: the full length costs nothing and lets pread see the whole
+	// file; a file shorter than this is damaged.
+	if err := data.Truncate(st.key.Size); err != nil {
+		data.Close()
+		return err
+	}
+	id, _, err := identify(data)
+	if err != nil {
+		data.Close()
+		return err
+	}
+	plog, err := st.c.dirs.openFile(st.name+".present", unix.O_RDWR|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL)
+	if err != nil {
+		data.Close()
+		return err
+	}
+	if _, err := plog.Write(st.header(id).encode()); err != nil {
+		data.Close()
+		plog.Close()
+		return err
+	}
+	st.data, st.plog, st.id = data, plog, id
+	return nil
+}
+
+// identify returns a data file's identity and size.
+func identify(f *os.File) (fileID, int64, error) {
+	var sx unix.Statx_t
+	err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_SIZE|unix.STATX_BTIME, &sx)
+	if err != nil {
+		return fileID{}, 0, &os.PathError{Op: "statx", Path: f.Name(), Err: err}
+	}
+	id := fileID{ino: sx.Ino}
+	if sx.Mask&unix.STATX_BTIME != 0 {
+		id.birth = sx.Btime.Sec*1e9 + int64(sx.Btime.Nsec)
+	}
+	return id, int64(sx.Size), nil
+}
+
+// damaged handles a data file found short or unlinked while open: what
+// it recorded is lost, its files are removed, and the next store makes
+// new ones. Its descriptors stay open (a splice may be reading one) until
+// the state deactivates.
+func (st *fileState) damaged(data *os.File, why string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.data != data || data == nil {
+		return // dealt with already
+	}
+	st.lost(st.present, why)
+	st.retired = append(st.retired, st.data, st.plog)
+	st.data, st.plog = nil, nil
+	st.forget()
+	st.loaded = true
+	if err := st.removeFiles(); err != nil {
+		st.c.degrade(fmt.Errorf("removing damaged cache files of %s: %w", st.key.Path, err))
+	}
 }
 
 // forget clears the presence bitmap; st.mu must be held.
 func (st *fileState) forget() {
 	clear(st.bits)
-	st.present = 0
-	st.unchecked, st.nUnchecked = nil, 0
-	st.bad, st.nBad = nil, 0
-	st.needStamp = false
-}
-
-// stampDueLocked reports, once, that every block the log lists has been
-// checked or stored again during this boot; st.mu held.
-func (st *fileState) stampDueLocked() bool {
-	if st.nUnchecked == 0 {
-		st.unchecked = nil
-	}
-	if !st.needStamp || st.nUnchecked != 0 || st.nBad != 0 {
-		return false
-	}
-	st.needStamp = false
-	st.bad = nil
-	return true
-}
-
-// markUnchecked notes that block b's bytes need checking; st.mu held.
-func (st *fileState) markUnchecked(b uint32) {
-	if st.unchecked == nil {
-		st.unchecked = make([]uint64, len(st.bits))
-	}
-	if st.unchecked[b/64]&(1<<(b%64)) == 0 {
-		st.unchecked[b/64] |= 1 << (b % 64)
-		st.nUnchecked++
-	}
+	clear(st.checked)
+	st.present, st.nChecked = 0, 0
 }
 
 // trusted reports whether block b is stored and may be served. A block
-// recorded during another boot is read and checked against its checksum
-// first; one that fails is forgotten (logged once per file), so the caller
-// fetches it again, and the rewrite records it anew.
-func (st *fileState) trusted(b int64) bool {
+// this process has not read back yet is read whole and checked against its
+// checksum first; then buf holds its bytes, in a buffer of the cache's
+// pool that the caller keeps or gives back with putBuf. One that fails is
+// forgotten (logged once per file), so the caller fetches it again, and
+// the rewrite records it anew.
+func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	st.mu.RLock()
-	present := st.bits[b/64]&(1<<(b%64)) != 0
-	check := present && st.unchecked != nil && st.unchecked[b/64]&(1<<(b%64)) != 0
+	present, checked := bit(st.bits, b), bit(st.checked, b)
 	data, want := st.data, st.sums[b]
 	st.mu.RUnlock()
-	if !check {
-		return present
+	if !present || checked {
+		return present, nil
 	}
-	if data == nil {
-		return false // not open: the caller reads the source
+	if data == nil || !st.checkLength(data) {
+		return false, nil // not open or damaged: the caller reads the source
 	}
-	buf, err := st.readStored(b)
-	ok := err == nil && blockSum(buf) == want
-	st.c.verified.Add(1)
-	st.mu.Lock()
-	if st.data != data || st.unchecked == nil || st.unchecked[b/64]&(1<<(b%64)) == 0 {
-		// Checked meanwhile by another reader, or the files changed under
-		// us: ask again.
-		st.mu.Unlock()
+	// Readers of one block at once (the kernel's parallel read-ahead)
+	// wait for one check; only the one that ran it gets the bytes.
+	var again bool
+	v, _, _ := st.flight.Do("check "+strconv.FormatInt(b, 10), func() (any, error) {
+		var good bool
+		good, again, buf = st.check(b, data, want)
+		return good, nil
+	})
+	if again {
+		// Stored again or forgotten meanwhile: ask again.
 		return st.trusted(b)
 	}
-	st.unchecked[b/64] &^= 1 << (b % 64)
-	st.nUnchecked--
-	if !ok {
-		st.bits[b/64] &^= 1 << (b % 64)
-		st.present--
-		if st.bad == nil {
-			st.bad = make([]uint64, len(st.bits))
-		}
-		st.bad[b/64] |= 1 << (b % 64)
-		st.nBad++
-		st.c.corrupt.Add(1)
-	}
-	stamp := st.stampDueLocked()
-	st.mu.Unlock()
-	if !ok && !st.reportedCorrupt.Swap(true) {
-		st.c.log.Warn().Str("path", st.key.Path).Int64("block", b).Err(err).
-			Msg("a cached block does not match its checksum after a restart of the machine; fetching it again")
-	}
-	if stamp {
-		st.stampBoot(data)
-	}
-	return ok
+	return v.(bool), buf
 }
 
-// stampBoot records in the presence log that every block it lists was
-// checked during this boot, so the next mount before a restart of the
-// machine need not check them again. The boot field is rewritten in place
-// (through a descriptor of its own: writes to the O_APPEND one always
-// append); a torn write only makes the next mount check again.
-func (st *fileState) stampBoot(data *os.File) {
+// check reads block b whole from data and compares it with its checksum,
+// marking it checked or forgetting it. again reports that the block's
+// state changed meanwhile, so the answer is moot.
+func (st *fileState) check(b int64, data *os.File, want uint32) (good, again bool, buf []byte) {
+	buf = st.c.getBuf(min(st.c.opts.BlockSize, st.key.Size-b*st.c.opts.BlockSize))
+	if err := st.readFrom(data, buf, b*st.c.opts.BlockSize); err != nil {
+		st.c.putBuf(buf)
+		return false, false, nil
+	}
+	good = blockSum(buf) == want
+	st.c.verified.Add(1)
+	st.mu.Lock()
+	if st.data != data || !bit(st.bits, b) || st.sums[b] != want {
+		st.mu.Unlock()
+		st.c.putBuf(buf)
+		return false, true, nil
+	}
+	if good && !bit(st.checked, b) {
+		st.checked[b/64] |= 1 << (b % 64)
+		st.nChecked++
+	} else if !good {
+		st.bits[b/64] &^= 1 << (b % 64)
+		st.present--
+	}
+	st.mu.Unlock()
+	if !good {
+		st.c.putBuf(buf)
+		st.c.corrupt.Add(1)
+		if !st.reportedCorrupt.Swap(true) {
+			st.c.log.Warn().Str("path", st.key.Path).Int64("block", b).
+				Msg("a cached block does not match its checksum; fetching it again")
+		}
+		return false, false, nil
+	}
+	return true, false, buf
+}
+
+// getBuf returns a buffer of n bytes, at most a block, from the cache's
+// pool: checking a block reads it whole, once per block and process, and
+// a fresh megabyte each time would cost more than the read.
+func (c *Cache) getBuf(n int64) []byte {
+	if p, ok := c.bufs.Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, c.opts.BlockSize)
+}
+
+func (c *Cache) putBuf(b []byte) {
+	if b != nil && int64(cap(b)) == c.opts.BlockSize {
+		c.bufs.Put(&b)
+	}
+}
+
+// readBlock reads block b whole from data; a short read means the data
+// file was damaged.
+func (st *fileState) readBlock(data *os.File, b int64) ([]byte, error) {
+	bs := st.c.opts.BlockSize
+	off := b * bs
+	buf := make([]byte, min(bs, st.key.Size-off))
+	if err := st.readFrom(data, buf, off); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// readCached reads stored bytes; any error sends the caller to the source.
+func (st *fileState) readCached(p []byte, off int64) error {
+	st.mu.RLock()
+	data := st.data
+	st.mu.RUnlock()
 	if data == nil {
-		return
+		return os.ErrClosed
 	}
-	f, err := os.OpenFile(st.c.dataPath(st.name)+".present", os.O_WRONLY, 0)
-	if err != nil {
-		return
+	return st.readFrom(data, p, off)
+}
+
+func (st *fileState) readFrom(data *os.File, p []byte, off int64) error {
+	n, err := data.ReadAt(p, off)
+	if n == len(p) {
+		return nil
 	}
-	defer f.Close()
-	f.WriteAt(st.c.boot[:], int64(len(st.header())))
+	if err == nil || err == io.EOF {
+		st.damaged(data, "its data file was truncated")
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// checkLength reports whether data still holds the whole file, as a
+// descriptor handed to the kernel must: a splice or passthrough read of a
+// truncated file would end early and look like the end of the file.
+func (st *fileState) checkLength(data *os.File) bool {
+	var s unix.Stat_t
+	if err := unix.Fstat(int(data.Fd()), &s); err != nil {
+		return false
+	}
+	switch {
+	case s.Size < st.key.Size:
+		st.damaged(data, "its data file was truncated")
+		return false
+	case s.Nlink == 0:
+		st.damaged(data, "its data file was deleted")
+		return false
+	}
+	return true
 }
 
 // deactivate closes the state's descriptors unless a user came back. The
@@ -329,11 +491,11 @@ func (st *fileState) deactivate() {
 	}
 	st.mu.Lock()
 	st.active = false
-	if st.data != nil {
-		st.data.Close()
-		st.plog.Close()
-		st.data, st.plog = nil, nil
+	st.closeFiles()
+	for _, f := range st.retired {
+		f.Close()
 	}
+	st.retired = nil
 	st.mu.Unlock()
 	st.c.mu.Unlock()
 	st.srcMu.Lock()
@@ -364,6 +526,33 @@ func (st *fileState) source() (SourceFile, error) {
 	return st.src, nil
 }
 
+// readSource fills p from the source at off; fewer bytes than asked mean
+// the file changed.
+func (st *fileState) readSource(p []byte, off int64) error {
+	var got int
+	var err error
+	for try := 0; ; try++ {
+		var src SourceFile
+		if src, err = st.source(); err != nil {
+			return err
+		}
+		got, err = src.ReadAt(p, off)
+		if errors.Is(err, os.ErrClosed) && try == 0 {
+			st.dropSource(src)
+			continue
+		}
+		break
+	}
+	if got < len(p) {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("%s: short read at %d: %w", st.key.Path, off, ErrChanged)
+		}
+		return err
+	}
+	st.c.fromSource.Add(int64(len(p)))
+	return nil
+}
+
 // fetch returns block b's bytes, from one source read however many callers
 // ask at once. The read runs detached: a caller that gives up (ctx) leaves
 // it to finish for the others and for the cache.
@@ -385,10 +574,18 @@ func (st *fileState) fetch(ctx context.Context, b int64, background bool) ([]byt
 }
 
 func (st *fileState) fetchBlock(b int64, background bool) ([]byte, error) {
-	if st.trusted(b) {
+	if ok, buf := st.trusted(b); ok {
 		// Stored by a fetch that finished while this one queued.
-		if buf, err := st.readStored(b); err == nil {
+		if buf != nil {
 			return buf, nil
+		}
+		st.mu.RLock()
+		data := st.data
+		st.mu.RUnlock()
+		if data != nil {
+			if buf, err := st.readBlock(data, b); err == nil {
+				return buf, nil
+			}
 		}
 	}
 	bs := st.c.opts.BlockSize
@@ -398,28 +595,10 @@ func (st *fileState) fetchBlock(b int64, background bool) ([]byte, error) {
 		return nil, ErrNoRoom
 	}
 	buf := make([]byte, n)
-	var got int
-	var err error
-	for try := 0; ; try++ {
-		var src SourceFile
-		if src, err = st.source(); err != nil {
-			return nil, err
-		}
-		got, err = src.ReadAt(buf, off)
-		if errors.Is(err, os.ErrClosed) && try == 0 {
-			st.dropSource(src)
-			continue
-		}
-		break
-	}
-	if int64(got) < n {
-		if err == nil || err == io.EOF {
-			err = fmt.Errorf("%s: short read at %d: %w", st.key.Path, off, ErrChanged)
-		}
+	if err := st.readSource(buf, off); err != nil {
 		return nil, err
 	}
 	st.c.misses.Add(1)
-	st.c.fromSource.Add(n)
 	st.store(b, buf, background)
 	st.mu.RLock()
 	complete := st.present == st.nblocks
@@ -448,18 +627,10 @@ func (st *fileState) dropSource(src SourceFile) {
 	st.srcMu.Unlock()
 }
 
-func (st *fileState) readStored(b int64) ([]byte, error) {
-	bs := st.c.opts.BlockSize
-	off := b * bs
-	buf := make([]byte, min(bs, st.key.Size-off))
-	if err := st.readCached(buf, off); err != nil {
-		return nil, err
-	}
-	return buf, nil
-}
-
 // store writes the block, then records it present: never the other way
-// round, so a crash between the two only costs a refetch.
+// round, so a crash between the two only costs a refetch. The block is
+// left unchecked: its first read back from the disk checks it, which
+// catches damage done to the data file after it was written.
 func (st *fileState) store(b int64, buf []byte, background bool) {
 	n := int64(len(buf))
 	if !st.c.admit(st.name, n, background) {
@@ -503,285 +674,15 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	// describes other files, and the record, if it landed in them, is
 	// found by the next load anyway.
 	if st.data == data {
-		if st.bits[b/64]&(1<<(b%64)) == 0 {
+		if !bit(st.bits, b) {
 			st.bits[b/64] |= 1 << (b % 64)
 			st.present++
 		}
+		if bit(st.checked, b) {
+			st.checked[b/64] &^= 1 << (b % 64)
+			st.nChecked--
+		}
 		st.sums[b] = sum
-		// Just written in this boot: nothing left to check, and its new
-		// record supersedes a bad one.
-		if st.unchecked != nil && st.unchecked[b/64]&(1<<(b%64)) != 0 {
-			st.unchecked[b/64] &^= 1 << (b % 64)
-			st.nUnchecked--
-		}
-		if st.bad != nil && st.bad[b/64]&(1<<(b%64)) != 0 {
-			st.bad[b/64] &^= 1 << (b % 64)
-			st.nBad--
-		}
 	}
-	stamp := st.data == data && st.stampDueLocked()
 	st.mu.Unlock()
-	if stamp {
-		st.stampBoot(data)
-	}
-}
-
-// readCached reads stored bytes; any error sends the caller to the source.
-func (st *fileState) readCached(p []byte, off int64) error {
-	st.mu.RLock()
-	data := st.data
-	st.mu.RUnlock()
-	if data == nil {
-		return os.ErrClosed
-	}
-	n, err := data.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-// Handle is one open of a cached file.
-type Handle struct {
-	st      *fileState
-	lastEnd atomic.Int64
-	closed  atomic.Bool
-}
-
-// ReadAt reads p at off, fetching missing blocks. It returns fewer bytes
-// than len(p) only at the end of the file.
-func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	st := h.st
-	size := st.key.Size
-	if off >= size || len(p) == 0 {
-		return 0, nil
-	}
-	end := min(off+int64(len(p)), size)
-	bs := st.c.opts.BlockSize
-	for pos := off; pos < end; {
-		b := pos / bs
-		bStart := b * bs
-		hi := min(end, bStart+bs)
-		dst := p[pos-off : hi-off]
-		if st.trusted(b) && st.readCached(dst, pos) == nil {
-			st.c.hits.Add(1)
-			st.c.fromCache.Add(int64(len(dst)))
-		} else {
-			st.c.demand.Add(1)
-			data, err := st.fetch(ctx, b, false)
-			st.c.demand.Add(-1)
-			if err != nil {
-				return 0, err
-			}
-			copy(dst, data[pos-bStart:])
-		}
-		pos = hi
-	}
-	h.readAhead(off, end)
-	return int(end - off), nil
-}
-
-// readAhead fetches the next blocks in the background when reads are
-// sequential. A full semaphore skips read-ahead rather than queueing it, so
-// demand reads never wait behind it.
-func (h *Handle) readAhead(off, end int64) {
-	prev := h.lastEnd.Swap(end)
-	st := h.st
-	if off == 0 || off != prev || st.c.opts.ReadAhead == 0 {
-		return
-	}
-	bs := st.c.opts.BlockSize
-	first := (end-1)/bs + 1
-	for b := first; b < first+int64(st.c.opts.ReadAhead) && b < st.nblocks; b++ {
-		if st.has(b) || !st.c.raSem.TryAcquire(1) {
-			continue
-		}
-		st.c.hold(st)
-		go func(b int64) {
-			defer st.c.raSem.Release(1)
-			defer st.c.release(st)
-			st.fetch(context.Background(), b, false)
-		}(b)
-	}
-}
-
-// CachedFd returns a descriptor holding bytes [off, off+n) when all of them
-// are stored, so the caller can splice them instead of copying. The
-// descriptor stays valid while the handle is open.
-func (h *Handle) CachedFd(off int64, n int) (uintptr, bool) {
-	st := h.st
-	if st.key.Size == 0 || off >= st.key.Size {
-		return 0, false
-	}
-	end := min(off+int64(n), st.key.Size)
-	bs := st.c.opts.BlockSize
-	first, last := off/bs, (end-1)/bs
-	st.mu.RLock()
-	if st.unchecked != nil {
-		// Only after a restart of the machine: check the blocks first.
-		st.mu.RUnlock()
-		for b := first; b <= last; b++ {
-			if !st.trusted(b) {
-				return 0, false
-			}
-		}
-		st.mu.RLock()
-	}
-	defer st.mu.RUnlock()
-	if st.data == nil {
-		return 0, false
-	}
-	for b := first; b <= last; b++ {
-		if st.bits[b/64]&(1<<(b%64)) == 0 {
-			return 0, false
-		}
-	}
-	st.c.hits.Add(last - first + 1)
-	st.c.fromCache.Add(end - off)
-	return st.data.Fd(), true
-}
-
-// PassthroughFd offers the data file for kernel passthrough when every
-// block is stored: reads then never reach this process.
-func (h *Handle) PassthroughFd() (int, bool) {
-	st := h.st
-	st.mu.RLock()
-	unchecked := st.nUnchecked
-	st.mu.RUnlock()
-	if unchecked > 0 && st.key.Size <= passthroughCheckMax {
-		// After a restart of the machine: check the whole file now. The
-		// reads fill the page cache the kernel is about to read from.
-		for b := int64(0); b < st.nblocks; b++ {
-			if !st.trusted(b) {
-				return 0, false
-			}
-		}
-	}
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	// The kernel would read unchecked blocks without asking: offer only a
-	// file whose every block is stored and trusted.
-	if st.data == nil || st.present != st.nblocks || st.nblocks == 0 || st.nUnchecked != 0 {
-		return 0, false
-	}
-	st.c.passthrough.Add(1)
-	return int(st.data.Fd()), true
-}
-
-// passthroughCheckMax is the largest file whose unchecked blocks are all
-// checked at open so that it can be passed through; a larger one is served
-// by the daemon, block by block, until the next mount.
-const passthroughCheckMax = 64 << 20
-
-// Close releases the handle; the state's descriptors close with the last.
-func (h *Handle) Close() error {
-	if h.closed.CompareAndSwap(false, true) {
-		h.st.c.release(h.st)
-	}
-	return nil
-}
-
-// ErrNoRoom means a background fetch was not started because storing it
-// would evict data this run has used.
-var ErrNoRoom = errors.New("cache budget is taken by recently used data")
-
-// backgroundBesideDemand is how many bytes of background fetches may be in
-// flight while a reader waits on a demand fetch. A shared filesystem serves
-// small requests in parallel at the cost of their latency, so a few small
-// background reads delay no one; a large one takes bandwidth a waiting
-// reader needs, so it waits until no reader does.
-// With no reader waiting, background bytes in flight are still capped at
-// backgroundMax, so a reader that arrives waits at most for that much to
-// drain.
-const (
-	backgroundBesideDemand = 256 << 10
-	backgroundMax          = 4 << 20
-)
-
-func (c *Cache) backgroundMayFetch(n int64) bool {
-	inflight := c.bgBytes.Load()
-	if inflight == 0 {
-		return c.demand.Load() == 0 || n <= backgroundBesideDemand
-	}
-	switch d := c.demand.Load(); {
-	case d == 0:
-		return inflight+n <= backgroundMax
-	case d < c.opts.DemandFirst:
-		return inflight+n <= backgroundBesideDemand
-	}
-	return false
-}
-
-// Warm fetches every missing block of key's file at background priority
-// (see backgroundMayFetch), waiting while demand reads hold it back, and
-// stops with ErrNoRoom rather than evict recently used data. It returns the
-// bytes it fetched.
-func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
-	return c.warm(ctx, key, true)
-}
-
-// ErrBusy means a background fetch must wait for demand reads to finish;
-// Prefetch returns it instead of waiting.
-var ErrBusy = errors.New("background fetch held back by demand reads")
-
-// Prefetch is Warm for a queue of files: where Warm would wait for demand
-// reads to finish before a large block, it returns ErrBusy (with the bytes
-// fetched so far), so the caller can fetch smaller files meanwhile and come
-// back to this one.
-func (c *Cache) Prefetch(ctx context.Context, key Key) (int64, error) {
-	return c.warm(ctx, key, false)
-}
-
-func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
-	h, err := c.OpenFile(key)
-	if err != nil {
-		return 0, err
-	}
-	defer h.Close()
-	st := h.st
-	var fetched int64
-	for b := int64(0); b < st.nblocks; b++ {
-		// trusted, not has: after a restart of the machine, warming also
-		// checks what is stored, so a warmed file has no lost block left.
-		if st.trusted(b) {
-			continue
-		}
-		n := min(c.opts.BlockSize, st.key.Size-b*c.opts.BlockSize)
-		for !c.backgroundMayFetch(n) {
-			if !wait {
-				return fetched, ErrBusy
-			}
-			select {
-			case <-ctx.Done():
-				return fetched, ctx.Err()
-			case <-time.After(time.Millisecond):
-			}
-		}
-		c.bgBytes.Add(n)
-		data, err := st.fetch(ctx, b, true)
-		c.bgBytes.Add(-n)
-		if err != nil {
-			return fetched, err
-		}
-		fetched += int64(len(data))
-	}
-	return fetched, nil
-}
-
-// Cached reports whether every block of key's file is stored.
-func (c *Cache) Cached(key Key) bool {
-	if key.Size == 0 {
-		return true
-	}
-	h, err := c.OpenFile(key)
-	if err != nil {
-		return false
-	}
-	defer h.Close()
-	h.st.mu.RLock()
-	defer h.st.mu.RUnlock()
-	return h.st.present == h.st.nblocks
 }

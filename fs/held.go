@@ -13,12 +13,14 @@ import (
 // Mount.KernelOpens). The kernel then never says when a file is closed, so
 // a Reader is given back when no read has reached the daemon for
 // heldIdle, or when more than heldMax files are held (least recently used
-// first). A Reader is never closed while a read through it is in flight,
+// first). When the content says it is crowded (its budget is all files
+// held open), files no read has touched for crowdedIdle go back as well,
+// so a small cache budget frees what jobs have moved on from. A Reader is never closed while a read through it is in flight,
 // including the splice of its reply, which happens after Read returns: the
 // reply's Done gives the reference back.
 //
-// Lock order: heldReaders.mu, then nothing; Readers are opened and closed
-// outside it.
+// Lock order: heldReaders.mu, then whatever a Reader's Crowded takes;
+// Readers are opened and closed outside it.
 type heldReaders struct {
 	open func(idx uint32) (Reader, error)
 	// onNew hears of each Reader opened, as an open would be heard of.
@@ -27,6 +29,9 @@ type heldReaders struct {
 	closeR func(idx uint32, r Reader)
 	idle   time.Duration
 	max    int
+	// crowdedIdle is how long an unread Reader is kept while Readers
+	// say they are crowded (see crowdedReader).
+	crowdedIdle time.Duration
 
 	mu sync.Mutex
 	m  map[uint32]*held
@@ -54,10 +59,24 @@ const (
 	// heldMax bounds the Readers held, and so the descriptors: a cached
 	// file holds its data file and presence log open.
 	heldMax = 1024
+	// heldCrowdedIdle is the shorter idle time of a crowded content:
+	// long enough for the gaps between a sequential reader's requests,
+	// short enough that a job moving through files frees the budget.
+	heldCrowdedIdle = 2 * time.Second
 )
 
+// crowdedReader is a Reader whose content would rather have files given
+// back soon: its budget is taken by files that are held.
+type crowdedReader interface {
+	Crowded() bool
+}
+
 func newHeldReaders(open func(uint32) (Reader, error), onNew func(uint32), closeR func(uint32, Reader), idle time.Duration, max int) *heldReaders {
-	h := &heldReaders{open: open, onNew: onNew, closeR: closeR, idle: idle, max: max,
+	return newHeldReadersCrowded(open, onNew, closeR, idle, min(idle, heldCrowdedIdle), max)
+}
+
+func newHeldReadersCrowded(open func(uint32) (Reader, error), onNew func(uint32), closeR func(uint32, Reader), idle, crowdedIdle time.Duration, max int) *heldReaders {
+	h := &heldReaders{open: open, onNew: onNew, closeR: closeR, idle: idle, crowdedIdle: crowdedIdle, max: max,
 		m: map[uint32]*held{}, idleList: list.New(), done: make(chan struct{})}
 	h.wg.Add(1)
 	go h.reap()
@@ -133,7 +152,7 @@ func (h *heldReaders) oldestIdleLocked(n int) []*held {
 
 func (h *heldReaders) reap() {
 	defer h.wg.Done()
-	t := time.NewTicker(h.idle / 2)
+	t := time.NewTicker(h.crowdedIdle / 2)
 	defer t.Stop()
 	for {
 		select {
@@ -142,13 +161,24 @@ func (h *heldReaders) reap() {
 		case now := <-t.C:
 			var idle []*held
 			h.mu.Lock()
-			for f := h.idleList.Front(); f != nil && now.Sub(f.Value.(*held).last) >= h.idle; f = h.idleList.Front() {
+			limit := h.idle
+			if f := h.idleList.Front(); f != nil && now.Sub(f.Value.(*held).last) >= h.crowdedIdle && crowded(f.Value.(*held).r) {
+				limit = h.crowdedIdle
+			}
+			for f := h.idleList.Front(); f != nil && now.Sub(f.Value.(*held).last) >= limit; f = h.idleList.Front() {
 				idle = append(idle, h.oldestIdleLocked(1)...)
 			}
 			h.mu.Unlock()
 			h.closeAll(idle)
 		}
 	}
+}
+
+// crowded asks a Reader whether its content is crowded; the answer is the
+// content's, so one Reader speaks for all.
+func crowded(r Reader) bool {
+	c, ok := r.(crowdedReader)
+	return ok && c.Crowded()
 }
 
 // close gives back every Reader; the mount is gone, so no read is in flight.

@@ -153,3 +153,42 @@ func TestHeldCloseGivesEverythingBack(t *testing.T) {
 		t.Fatalf("%d of 5 Readers closed at unmount", f.closedCount())
 	}
 }
+
+type crowdedFake struct {
+	fakeReader
+	crowded *atomic.Bool
+}
+
+func (r *crowdedFake) Crowded() bool { return r.crowded.Load() }
+
+// TestHeldCrowdedReadersGoBackSoon: while the content says its budget is
+// taken by held files, a file no read has touched for the short crowded
+// idle time is given back, though the ordinary idle time is far off; an
+// uncrowded content keeps it.
+func TestHeldCrowdedReadersGoBackSoon(t *testing.T) {
+	var isCrowded atomic.Bool
+	var mu sync.Mutex
+	var opened []*crowdedFake
+	h := newHeldReadersCrowded(func(idx uint32) (Reader, error) {
+		r := &crowdedFake{fakeReader: fakeReader{idx: idx}, crowded: &isCrowded}
+		mu.Lock()
+		opened = append(opened, r)
+		mu.Unlock()
+		return r, nil
+	}, nil, func(idx uint32, r Reader) { r.Close() }, time.Hour, 20*time.Millisecond, 10)
+	defer h.close()
+	e, _ := h.acquire(1)
+	h.release(e)
+	time.Sleep(100 * time.Millisecond) // several crowded idle times
+	if h.count() != 1 {
+		t.Fatal("a file was given back before its idle time although nothing is crowded")
+	}
+	isCrowded.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for h.count() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if h.count() != 0 || !opened[0].closed.Load() {
+		t.Fatal("a crowded content's unread file was not given back")
+	}
+}

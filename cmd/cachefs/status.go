@@ -154,8 +154,8 @@ func printStatus(r *statusReply) {
 	}
 	fmt.Fprintf(tw, "cache\t%s used of %s; %s block hits, %s misses; %d evictions\n",
 		humanize.IBytes(uint64(c.Usage)), budget, humanize.Comma(c.Hits), humanize.Comma(c.Misses), c.Evictions)
-	if c.Verified > 0 {
-		fmt.Fprintf(tw, "checked\t%s blocks cached before a restart of the machine, %s lost and fetched again\n",
+	if c.Verified > 0 || c.Corrupt > 0 {
+		fmt.Fprintf(tw, "checked\t%s blocks read back against their checksums, %s damaged and fetched again\n",
 			humanize.Comma(c.Verified), humanize.Comma(c.Corrupt))
 	}
 	fmt.Fprintf(tw, "traffic\t%s from the source, %s served in %s opens, %d errors\n",
