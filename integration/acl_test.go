@@ -12,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/integration/slowfs"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -297,4 +300,54 @@ func TestACLUnrecordedServedToOwnerOnly(t *testing.T) {
 	if n := strings.Count(string(b), "served to their owners only"); n != 1 || !strings.Contains(string(b), " entries=1 ") {
 		t.Errorf("want one log line counting 1 entry served to its owner only; log:\n%s", b)
 	}
+}
+
+// BenchmarkWalkACLCost measures what recording ACLs adds to the walk: `cachefs
+// snapshot` of BenchmarkMountWalk's 24,000-entry tree behind the slow-source
+// fixture (1 ms per metadata operation), reporting the walk's seconds and
+// the metadata and getxattr requests per entry that reached the source. With
+// CACHEFS_BASE_BINARY set to a cachefs built before ACLs were recorded, it
+// alternates the two binaries on the same tree so that both see the same
+// load on a shared machine, and reports the base's figures with a "base-"
+// prefix. Run with -benchtime=1x.
+func BenchmarkWalkACLCost(b *testing.B) {
+	base := b.TempDir()
+	src := filepath.Join(base, "src")
+	entries := float64(makeEEGTree(b, src, 50, 20, 20_000))
+	opts := slowfs.Options{MetaLatency: time.Millisecond, ReadLatency: 500 * time.Microsecond,
+		CacheTimeout: time.Hour, DisableReadDirPlus: true}
+	bins := []struct{ prefix, path string }{{"", binary}}
+	if p := os.Getenv("CACHEFS_BASE_BINARY"); p != "" {
+		bins = append(bins, struct{ prefix, path string }{"base-", p})
+	}
+	sums := make([][3]float64, len(bins))
+	for i := 0; i < b.N; i++ {
+		for k, bin := range bins {
+			slow := filepath.Join(base, fmt.Sprintf("slow-%d-%d", i, k))
+			os.Mkdir(slow, 0o755)
+			sfs, err := slowfs.Mount(src, slow, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			idx := filepath.Join(base, "walk.index")
+			start := time.Now()
+			out, err := exec.Command(bin.path, "snapshot", slow, "-o", idx).CombinedOutput()
+			secs := time.Since(start).Seconds()
+			c := sfs.Counts()
+			sfs.Unmount()
+			if err != nil {
+				b.Fatalf("%s snapshot: %v: %s", bin.path, err, out)
+			}
+			sums[k][0] += secs
+			sums[k][1] += float64(c.Meta)
+			sums[k][2] += float64(c.Ops["getxattr"])
+		}
+	}
+	n := float64(b.N)
+	for k, bin := range bins {
+		b.ReportMetric(sums[k][0]/n, bin.prefix+"walk-s")
+		b.ReportMetric(sums[k][1]/n/entries, bin.prefix+"meta/entry")
+		b.ReportMetric(sums[k][2]/n/entries, bin.prefix+"getxattr/entry")
+	}
+	b.ReportMetric(entries, "entries")
 }

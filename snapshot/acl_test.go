@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -263,5 +264,42 @@ func TestNFS4Trivial(t *testing.T) {
 		if got := nfs4Trivial(c.v); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// withACLOnEveryEntry gives every entry of s one shared ACL, as a default
+// ACL inherited through a whole tree does: the most the per-entry column
+// can cost.
+func withACLOnEveryEntry(s *Snapshot) {
+	b := NewBuilder()
+	v := b.InternACL(ACL{Access: denyACL(4242)})
+	b.takeACLs(s)
+	s.acl = make([]uint32, s.Len())
+	for i := range s.acl {
+		s.acl[i] = v
+	}
+}
+
+// BenchmarkSnapshotMemoryACL is BenchmarkSnapshotMemory for a tree where
+// every entry has an ACL; without ACLs the figures are
+// BenchmarkSnapshotMemory's, since the column is then empty.
+func BenchmarkSnapshotMemoryACL(b *testing.B) {
+	const n = 1_000_000
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s := synthetic(b, n)
+		withACLOnEveryEntry(s)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		var buf bytes.Buffer
+		if _, err := EncodeIndex(&buf, s, IndexInfo{}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/entry")
+		b.ReportMetric(float64(s.SizeBytes())/n, "arrays-B/entry")
+		b.ReportMetric(float64(buf.Len())/n, "index-B/entry")
+		runtime.KeepAlive(s)
 	}
 }
