@@ -19,6 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// aclScratch is the buffer a walker reads ACLs into; POSIX ACLs of up to
+// 511 entries fit.
+const aclScratch = 4096
+
 // xattrSizeMax is the kernel's limit on an xattr value (XATTR_SIZE_MAX).
 const xattrSizeMax = 64 << 10
 
@@ -36,15 +40,16 @@ type xattrKey struct {
 }
 
 // recordACL reads the access control of name in dir (dirfd, or the path
-// itself when dirfd is AT_FDCWD) and interns it.
-func (w *walker) recordACL(dirfd int, dir, name string, st *unix.Stat_t) uint32 {
+// itself when dirfd is AT_FDCWD) and interns it. buf is scratch space that
+// one walker reuses across a batch, since nearly every answer is "none".
+func (w *walker) recordACL(dirfd int, dir, name string, st *unix.Stat_t, buf []byte) uint32 {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		// Symlinks have no ACL of their own; access is checked on the target.
 		return 0
 	}
 	var a ACL
 	get := func(attr string) []byte {
-		v, err := w.xattr(dirfd, dir, name, st.Dev, attr)
+		v, err := w.xattr(dirfd, dir, name, st.Dev, attr, buf)
 		if err != nil {
 			a.Unrecorded = true
 			w.opts.Logger.Debug().Str("path", filepath.Join(dir, name)).Str("xattr", attr).Err(err).
@@ -68,19 +73,18 @@ func (w *walker) recordACL(dirfd int, dir, name string, st *unix.Stat_t) uint32 
 	return w.b.InternACL(a)
 }
 
-// xattr returns the value of attr on the entry, nil when it has none or
-// its filesystem does not support attr.
-func (w *walker) xattr(dirfd int, dir, name string, dev uint64, attr string) ([]byte, error) {
+// xattr returns a copy of the value of attr on the entry, nil when it has
+// none or its filesystem does not support attr.
+func (w *walker) xattr(dirfd int, dir, name string, dev uint64, attr string, buf []byte) ([]byte, error) {
 	key := xattrKey{dev, attr}
 	if _, ok := w.caps.unsupported.Load(key); ok {
 		return nil, nil
 	}
-	buf := make([]byte, 256)
 	for {
 		n, err := w.getxattr(dirfd, dir, name, attr, buf)
 		switch {
 		case err == nil:
-			return buf[:n:n], nil
+			return append([]byte(nil), buf[:n]...), nil
 		case errors.Is(err, unix.ENODATA):
 			return nil, nil
 		case errors.Is(err, unix.EOPNOTSUPP):
@@ -100,7 +104,9 @@ func (w *walker) getxattr(dirfd int, dir, name, attr string, dest []byte) (int, 
 	err := ignoringEINTR(func() (err error) {
 		if dirfd != unix.AT_FDCWD && !w.caps.noAt.Load() {
 			n, err = getxattrat(dirfd, name, attr, dest)
-			if err != unix.ENOSYS {
+			// ENOSYS before Linux 6.13; EPERM from a seccomp filter that
+			// does not know the call (container runtimes).
+			if err != unix.ENOSYS && err != unix.EPERM {
 				return err
 			}
 			w.caps.noAt.Store(true)

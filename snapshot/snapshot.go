@@ -22,6 +22,8 @@
 // Names live in one byte arena delimited by nameOff (also n+1 long). Symlink
 // targets and device numbers are rare and sit in small side tables sorted by
 // entry index. Owners are interned, because a dataset usually has one or two.
+// POSIX ACLs are stored once per distinct value behind a per-entry index that
+// exists only when some entry has one (acl.go).
 // Nothing in a Snapshot holds a Go pointer per entry, so the garbage collector
 // never scans it and a million entries cost a few dozen slices.
 //
