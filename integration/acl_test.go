@@ -177,6 +177,44 @@ func TestACLDeniedUserRefused(t *testing.T) {
 	e.unmount(mnt)
 }
 
+// TestACLZeroMetadataAfterMount: with ACLs enforced, permission checks,
+// getfacl and listings are answered from the snapshot, never by the source,
+// and setfacl through the read-only mount fails with EROFS.
+func TestACLZeroMetadataAfterMount(t *testing.T) {
+	aclTools(t)
+	e := aclEnv(t)
+	deniedName, denied := aclUser(t, "zdeny")
+	otherName, other := aclUser(t, "zother")
+	src := aclTree(t, e, deniedName, otherName)
+	slow := filepath.Join(e.tmp, "slow")
+	os.Mkdir(slow, 0o755)
+	sfs, err := slowfs.Mount(src, slow, slowfs.Options{CacheTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sfs.Unmount() })
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(slow, mnt, "--allow-other", "--prefetch", "off", "--cache-dir", filepath.Join(e.tmp, "cache"))
+	if c := sfs.Counts(); c.Ops["getxattr"] == 0 {
+		t.Fatalf("the walk read no extended attributes at the source: %v", c.Ops)
+	}
+
+	sfs.Reset()
+	checkACLsServed(t, src, mnt, denied, other, otherName)
+	mustRun(t, "ls", "-lR", mnt)
+	out, err := exec.Command("setfacl", "-m", "u:"+deniedName+":rwx", filepath.Join(mnt, "plain.txt")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Read-only file system") {
+		t.Errorf("setfacl through the mount: %v %q, want Read-only file system", err, out)
+	}
+	if c := sfs.Counts(); c.Meta != 0 {
+		t.Errorf("after mount the source served metadata calls: %v", c.Ops)
+	}
+	if got := mustRun(t, "getfacl", "--omit-header", filepath.Join(src, "plain.txt")); strings.Contains(got, deniedName) {
+		t.Errorf("setfacl through the mount changed the source:\n%s", got)
+	}
+	e.unmount(mnt)
+}
+
 // TestACLIndexRoundTrip: ACLs survive `cachefs snapshot` and a mount of the
 // index, and an index of the format before ACLs is refused with the
 // command that rebuilds it.
