@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -301,5 +302,55 @@ func BenchmarkSnapshotMemoryACL(b *testing.B) {
 		b.ReportMetric(float64(s.SizeBytes())/n, "arrays-B/entry")
 		b.ReportMetric(float64(buf.Len())/n, "index-B/entry")
 		runtime.KeepAlive(s)
+	}
+}
+
+// TestIndexACLNoPanic is TestIndexNoPanic for the ACL tables, which sit at
+// the end of the file: edits there, checksum recomputed, are refused or
+// leave every ACL accessor in range, in a Shared view too.
+func TestIndexACLNoPanic(t *testing.T) {
+	b := NewBuilder()
+	d := b.NewDir()
+	b.SetDir(0, []Entry{
+		{Name: "d", Dir: d, Attr: Attr{Mode: ModeDir | 0o755, Ino: 2}, ACL: b.InternACL(ACL{Access: denyACL(1), Default: denyACL(2)})},
+		{Name: "f", Dir: NoDir, Attr: Attr{Mode: ModeReg | 0o644, Ino: 3}, ACL: b.InternACL(ACL{Access: denyACL(1), Unrecorded: true})},
+	})
+	b.SetDir(d, []Entry{{Name: "g", Dir: NoDir, Attr: Attr{Mode: ModeReg | 0o644, Ino: 4}, ACL: b.InternACL(ACL{Access: denyACL(2)})}})
+	s, err := b.Build(Attr{Mode: ModeDir | 0o755, Ino: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := EncodeIndex(&buf, s, IndexInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	r := rand.New(rand.NewSource(1))
+	tail := 300 // the ACL sections and more
+	for try := 0; try < 3000; try++ {
+		b := bytes.Clone(good)
+		k := len(b) - trailerSize - 1 - r.Intn(tail)
+		b[k] ^= byte(1 << r.Intn(8))
+		if try%3 == 0 {
+			b[k] = byte(r.Intn(256))
+		}
+		s, _, err := DecodeIndex(resum(b))
+		if err != nil {
+			continue
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("byte %d: accessor panicked: %v", k, p)
+				}
+			}()
+			sh := s.Shared()
+			for i := uint32(0); int(i) < s.Len(); i++ {
+				_ = s.ACL(i)
+				_ = sh.ACL(i)
+				_ = sh.Attr(i)
+			}
+			s.ACLCounts()
+		}()
 	}
 }
