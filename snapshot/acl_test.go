@@ -354,3 +354,34 @@ func TestIndexACLNoPanic(t *testing.T) {
 		}()
 	}
 }
+
+// TestRecordACLWithoutGetxattrat: on kernels before 6.13 (or behind a
+// seccomp filter) the walk reads ACLs by path and records the same values.
+func TestRecordACLWithoutGetxattrat(t *testing.T) {
+	root := t.TempDir()
+	f := filepath.Join(root, "f")
+	os.WriteFile(f, nil, 0o644)
+	setACL(t, f, XattrACLAccess, denyACL(4242))
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Lstat(f, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, noAt := range []bool{false, true} {
+		w := &walker{b: NewBuilder()}
+		w.caps.noAt.Store(noAt)
+		v := w.recordACL(fd, root, "f", &st, make([]byte, aclScratch))
+		s, err := w.b.Build(Attr{Mode: ModeDir | 0o755})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := s.aclSets[v&^aclUnrecorded]
+		if got := s.aclValue(set.Access); v&aclUnrecorded != 0 || !bytes.Equal(got, readACL(t, f, XattrACLAccess)) {
+			t.Errorf("without getxattrat %v: recorded %x (value %x)", noAt, got, v)
+		}
+	}
+}
