@@ -74,7 +74,12 @@ type Mount struct {
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
 	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen}
-	t := &tree{snap: cfg.Snapshot, content: cfg.Content, m: m}
+	snap := cfg.Snapshot
+	if cfg.AllowOther {
+		snap = snap.Shared()
+	}
+	logACLs(cfg.Logger, snap, cfg.AllowOther)
+	t := &tree{snap: snap, content: cfg.Content, m: m}
 	m.held = newHeldReaders(cfg.Content.Open, m.heardOpen, m.closeReader, heldIdle, heldMax)
 	root := &node{t: t, idx: 0}
 	timeout := forever
@@ -102,6 +107,12 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 			// kernel's most) make an eighth of the round trips that the
 			// default 128 KiB does for a sequential reader.
 			MaxWrite: 1 << 20,
+			// The kernel then checks the snapshot's POSIX ACLs as well as
+			// the mode bits. It fetches an inode's ACL with one GETXATTR
+			// and caches it as long as the inode's attributes, which is
+			// forever here. Without ACLs there is nothing to check, and
+			// leaving it off saves that request per inode.
+			EnableAcl: snap.HasACLs(),
 		},
 		Logger:          cfg.GoFuseLog,
 		EntryTimeout:    &timeout,
@@ -181,4 +192,19 @@ func (m *Mount) fail(op string, idx uint32, off int64, n int, err error) syscall
 			Str("errno", e.Error()).Err(err).Msg("read through the mount failed")
 	}
 	return e
+}
+
+// logACLs writes the one line that says how access control is served.
+func logACLs(log zerolog.Logger, s *snapshot.Snapshot, shared bool) {
+	with, unrecorded := s.ACLCounts()
+	switch {
+	case unrecorded > 0 && shared:
+		log.Warn().Int64("entries", unrecorded).Int64("acl_entries", with).
+			Msg("entries whose access control the snapshot cannot hold (an NFSv4 ACL naming users or groups, or an unreadable ACL) are served to their owners only")
+	case unrecorded > 0:
+		log.Info().Int64("entries", unrecorded).Int64("acl_entries", with).
+			Msg("entries carry access control the snapshot cannot hold; served with their mode bits, to the mounting user only (no --allow-other)")
+	case with > 0:
+		log.Info().Int64("acl_entries", with).Msg("the kernel enforces the source's POSIX ACLs")
+	}
 }

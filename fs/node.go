@@ -140,15 +140,43 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Getxattr answers that no attribute exists. The walk does not record xattrs
-// (each would be one more round trip per entry); saying "none" from memory
-// keeps ls -l and friends from ever reaching the source.
+// Getxattr answers from the snapshot: the walk records POSIX ACLs and no
+// other attribute (each would be one more round trip per entry), so
+// everything else is "none", from memory, and ls -l and friends never reach
+// the source. The kernel asks for an inode's ACL once and caches it.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return 0, syscall.ENODATA
+	acl := n.t.snap.ACL(n.idx)
+	var v []byte
+	switch attr {
+	case snapshot.XattrACLAccess:
+		v = acl.Access
+	case snapshot.XattrACLDefault:
+		v = acl.Default
+	}
+	if v == nil {
+		return 0, syscall.ENODATA
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
 }
 
+// Listxattr names the ACLs the entry has, NUL-terminated as listxattr(2)
+// returns them.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return 0, 0
+	acl := n.t.snap.ACL(n.idx)
+	var list []byte
+	if acl.Access != nil {
+		list = append(append(list, snapshot.XattrACLAccess...), 0)
+	}
+	if acl.Default != nil {
+		list = append(append(list, snapshot.XattrACLDefault...), 0)
+	}
+	if len(dest) < len(list) {
+		return uint32(len(list)), syscall.ERANGE
+	}
+	return uint32(copy(dest, list)), 0
 }
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

@@ -13,6 +13,8 @@ type Entry struct {
 	Name   string
 	Attr   Attr
 	Target string // symlink target
+	// ACL is the value Builder.InternACL returned for this entry; 0 is none.
+	ACL uint32
 	// Dir is the Builder directory id of this entry's own listing when it
 	// is a directory; NoDir otherwise, or when the listing could not be read
 	// (the directory then shows empty).
@@ -25,9 +27,11 @@ const NoDir int32 = -1
 // Builder collects directory listings in any order, from many goroutines,
 // and lays them out as a Snapshot. Directory id 0 is the root.
 type Builder struct {
-	mu     sync.Mutex
-	dirs   [][]Entry
-	errors int64
+	mu      sync.Mutex
+	dirs    [][]Entry
+	errors  int64
+	acls    aclTable
+	rootACL uint32
 }
 
 // NewBuilder returns a Builder whose root directory has id 0.
@@ -93,8 +97,9 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 	listing := make([]int32, 0, n)
 
 	var targetBytes strings.Builder
-	add := func(name string, a Attr, target string, dir int32) {
+	add := func(name string, a Attr, target string, dir int32, acl uint32) {
 		idx := uint32(len(s.mode))
+		s.appendACL(idx, acl, n)
 		s.nameOff = append(s.nameOff, uint32(len(s.names)))
 		s.names = append(s.names, name...)
 		o := Owner{a.Uid, a.Gid}
@@ -131,7 +136,7 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 		}
 	}
 
-	add("", root, "", 0)
+	add("", root, "", 0, b.rootACL)
 	for i := 0; i < len(s.mode); i++ {
 		s.kids[i] = uint32(len(s.mode))
 		d := listing[i]
@@ -144,7 +149,7 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 			if k > 0 && es[k].Name == es[k-1].Name {
 				return nil, fmt.Errorf("snapshot: duplicate name %q in one directory", es[k].Name)
 			}
-			add(es[k].Name, es[k].Attr, es[k].Target, es[k].Dir)
+			add(es[k].Name, es[k].Attr, es[k].Target, es[k].Dir, es[k].ACL)
 		}
 		// Free listings as they are consumed so peak memory falls during layout.
 		b.dirs[d] = nil
@@ -152,6 +157,7 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 	s.kids[len(s.mode)] = uint32(len(s.mode))
 	s.nameOff = append(s.nameOff, uint32(len(s.names)))
 	s.targets = []byte(targetBytes.String())
+	b.takeACLs(s)
 	s.stats.Entries = int64(len(s.mode))
 	s.stats.Errors = b.errors
 	if len(s.mode) != n {

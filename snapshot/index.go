@@ -3,7 +3,7 @@ package snapshot
 // Snapshot index files: a Snapshot written to one file so that many nodes
 // can load it instead of each walking the source.
 //
-// # Format (version 1)
+// # Format (version 2)
 //
 // Everything is little-endian. The file is meant to be read with one large
 // sequential read and loaded without parsing per entry.
@@ -18,7 +18,8 @@ package snapshot
 //	  walk start (int64 ns since the epoch), walk duration (int64 ns),
 //	  root inode, root device (uint64), root mtime, root ctime (int64 ns),
 //	  the seven Stats counters (int64), then the element counts of the
-//	  sections: entries, name bytes, owners, links, target bytes, rdevs
+//	  sections: entries, name bytes, owners, links, target bytes, rdevs,
+//	  ACL column (0 or entries), ACL pairs, ACL offsets, ACL bytes
 //	  (uint64), then source length and host length (uint32), then the
 //	  source path and host name bytes, zero-padded to 8
 //	sections, in a fixed order, each:
@@ -28,7 +29,8 @@ package snapshot
 //	  CRC-32C (Castagnoli) of every byte before the trailer (uint32), zero
 //
 // Sections are names, nameOff, kids, mode, owner, nlink, size, mtime, ctime,
-// atime, ino, owners, links, targets, rdevs: the Snapshot's own arrays, so
+// atime, ino, owners, links, targets, rdevs, acl, aclSets, aclOff, aclData
+// (version 2 added the last four): the Snapshot's own arrays, so
 // writing is a copy of memory and loading is either a copy into exactly
 // sized slices or, on little-endian machines, slices that alias the buffer
 // the file was read into (every array starts 8-aligned in the file and the
@@ -67,14 +69,14 @@ import (
 )
 
 // IndexVersion is the format version this package writes and reads.
-const IndexVersion = 1
+const IndexVersion = 2
 
 const (
 	indexMagic    = "CFSINDEX"
 	preambleSize  = 32
 	trailerSize   = 8
 	sectionHdrLen = 16
-	headerFixed   = 8 * (6 + 7 + 6) // int64/uint64 fields before the two string lengths
+	headerFixed   = 8 * (6 + 7 + 10) // int64/uint64 fields before the two string lengths
 )
 
 // Errors of ReadIndex and DecodeIndex; each is wrapped with the file and the
@@ -133,13 +135,17 @@ const (
 	secLinks
 	secTargets
 	secRdevs
-	numSections = secRdevs
+	secACL
+	secACLSets
+	secACLOff
+	secACLData
+	numSections = secACLData
 )
 
-var sectionNames = [...]string{"", "names", "nameOff", "kids", "mode", "owner", "nlink", "size", "mtime", "ctime", "atime", "ino", "owners", "links", "targets", "rdevs"}
+var sectionNames = [...]string{"", "names", "nameOff", "kids", "mode", "owner", "nlink", "size", "mtime", "ctime", "atime", "ino", "owners", "links", "targets", "rdevs", "acl", "aclSets", "aclOff", "aclData"}
 
 // elemSize of each section's array element in the file.
-var elemSize = [...]uint32{0, 1, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 12, 1, 16}
+var elemSize = [...]uint32{0, 1, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 12, 1, 16, 4, 8, 4, 1}
 
 func pad8(n int) int { return (n + 7) &^ 7 }
 
@@ -290,6 +296,15 @@ func EncodeIndex(w io.Writer, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 		rdevs = binary.LittleEndian.AppendUint64(rdevs, r.Rdev)
 	}
 	section(secRdevs, rdevs)
+	section(secACL, u32Bytes(s.acl))
+	sets := make([]byte, 0, 8*len(s.aclSets))
+	for _, p := range s.aclSets {
+		sets = binary.LittleEndian.AppendUint32(sets, p.Access)
+		sets = binary.LittleEndian.AppendUint32(sets, p.Default)
+	}
+	section(secACLSets, sets)
+	section(secACLOff, u32Bytes(s.aclOff))
+	section(secACLData, s.aclData)
 
 	if cw.err != nil {
 		return info, cw.err
@@ -312,6 +327,8 @@ func sectionCounts(s *Snapshot) [numSections + 1]uint64 {
 		secMode: n, secOwner: n, secNlink: n, secSize: n, secMtime: n, secCtime: n, secAtime: n, secIno: n,
 		secOwners: uint64(len(s.owners)), secLinks: uint64(len(s.links)),
 		secTargets: uint64(len(s.targets)), secRdevs: uint64(len(s.rdevs)),
+		secACL: uint64(len(s.acl)), secACLSets: uint64(len(s.aclSets)),
+		secACLOff: uint64(len(s.aclOff)), secACLData: uint64(len(s.aclData)),
 	}
 }
 
@@ -333,7 +350,7 @@ func encodeHeader(s *Snapshot, info IndexInfo) []byte {
 		h = le.AppendUint64(h, uint64(v))
 	}
 	c := sectionCounts(s)
-	for _, id := range []int{secMode, secNames, secOwners, secLinks, secTargets, secRdevs} {
+	for _, id := range []int{secMode, secNames, secOwners, secLinks, secTargets, secRdevs, secACL, secACLSets, secACLOff, secACLData} {
 		h = le.AppendUint64(h, c[id])
 	}
 	h = le.AppendUint32(h, uint32(len(info.Source)))
@@ -455,6 +472,7 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 		counts[id] = n
 	}
 	counts[secNames], counts[secOwners], counts[secLinks], counts[secTargets], counts[secRdevs] = u(14), u(15), u(16), u(17), u(18)
+	counts[secACL], counts[secACLSets], counts[secACLOff], counts[secACLData] = u(19), u(20), u(21), u(22)
 	slen, hostLen := int(le.Uint32(h[headerFixed:])), int(le.Uint32(h[headerFixed+4:]))
 	if headerFixed+8+slen+hostLen > hlen {
 		return bad("source and host names overrun the header")
@@ -493,11 +511,13 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 		// The arrays point into data; it stays alive as long as they do.
 		s.names = raw[secNames]
 		s.targets = raw[secTargets]
+		s.aclData = raw[secACLData]
 	} else {
 		s.names = make([]byte, len(raw[secNames]))
 		copy(s.names, raw[secNames])
 		s.targets = make([]byte, len(raw[secTargets]))
 		copy(s.targets, raw[secTargets])
+		s.aclData = append([]byte(nil), raw[secACLData]...)
 	}
 	s.nameOff = loadU32(raw[secNameOff], alias)
 	s.kids = loadU32(raw[secKids], alias)
@@ -509,6 +529,8 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	s.ctime = loadI64(raw[secCtime], alias)
 	s.atime = loadI64(raw[secAtime], alias)
 	s.ino = loadU64(raw[secIno], alias)
+	s.acl = loadU32(raw[secACL], alias)
+	s.aclOff = loadU32(raw[secACLOff], alias)
 	// The side tables are small: decode them field by field.
 	if b := raw[secOwners]; len(b) > 0 {
 		s.owners = make([]Owner, len(b)/8)
@@ -528,7 +550,16 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 			s.rdevs[k] = rdevRec{Idx: le.Uint32(b[16*k:]), Rdev: le.Uint64(b[16*k+8:])}
 		}
 	}
+	if b := raw[secACLSets]; len(b) > 0 {
+		s.aclSets = make([]aclSet, len(b)/8)
+		for k := range s.aclSets {
+			s.aclSets[k] = aclSet{le.Uint32(b[8*k:]), le.Uint32(b[8*k+4:])}
+		}
+	}
 	if err := s.validate(); err != nil {
+		return bad("%v", err)
+	}
+	if err := s.validateACL(); err != nil {
 		return bad("%v", err)
 	}
 	if err := s.validateEntries(); err != nil {

@@ -227,7 +227,7 @@ func TestIndexRefused(t *testing.T) {
 		{"bit flip in a column", mod(func(b []byte) []byte { b[len(b)/2] ^= 1; return b }), ErrIndexCorrupt, "checksum mismatch"},
 		{"bit flip in the checksum", mod(func(b []byte) []byte { b[len(b)-trailerSize] ^= 0x80; return b }), ErrIndexCorrupt, "checksum mismatch"},
 		{"bit flip in the version", mod(func(b []byte) []byte { b[8] ^= 2; return b }), ErrIndexCorrupt, "checksum mismatch"},
-		{"wrong version", mod(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 2); return resum(b) }), ErrIndexVersion, "unsupported format version 2"},
+		{"wrong version", mod(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 1); return resum(b) }), ErrIndexVersion, "unsupported format version 1"},
 		{"wrong magic", mod(func(b []byte) []byte { copy(b, "CFSINDEY"); return b }), ErrIndexNotIndex, "not a cachefs snapshot index"},
 		{"text file", []byte("sub-01/eeg.edf\nsub-02/eeg.edf\n"), ErrIndexNotIndex, "not a cachefs snapshot index"},
 		{"valid checksum, bad child range", mod(func(b []byte) []byte {

@@ -22,6 +22,8 @@
 // Names live in one byte arena delimited by nameOff (also n+1 long). Symlink
 // targets and device numbers are rare and sit in small side tables sorted by
 // entry index. Owners are interned, because a dataset usually has one or two.
+// POSIX ACLs are stored once per distinct value behind a per-entry index that
+// exists only when some entry has one (acl.go).
 // Nothing in a Snapshot holds a Go pointer per entry, so the garbage collector
 // never scans it and a million entries cost a few dozen slices.
 //
@@ -114,6 +116,14 @@ type Snapshot struct {
 	targets []byte
 	rdevs   []rdevRec
 
+	// POSIX ACLs; see acl.go.
+	acl     []uint32
+	aclSets []aclSet
+	aclOff  []uint32
+	aclData []byte
+	// shared marks a view made by Shared.
+	shared bool
+
 	stats Stats
 }
 
@@ -189,7 +199,7 @@ func (s *Snapshot) Path(i uint32) string {
 func (s *Snapshot) Attr(i uint32) Attr {
 	o := s.owners[s.owner[i]]
 	a := Attr{
-		Mode:  s.mode[i],
+		Mode:  s.restrictUnrecorded(i, s.mode[i]),
 		Uid:   o.Uid,
 		Gid:   o.Gid,
 		Nlink: s.nlink[i],
@@ -209,7 +219,7 @@ func (s *Snapshot) Attr(i uint32) Attr {
 }
 
 // Mode returns entry i's st_mode without building a whole Attr.
-func (s *Snapshot) Mode(i uint32) uint32 { return s.mode[i] }
+func (s *Snapshot) Mode(i uint32) uint32 { return s.restrictUnrecorded(i, s.mode[i]) }
 
 // Ino returns entry i's inode number.
 func (s *Snapshot) Ino(i uint32) uint64 { return s.ino[i] }
@@ -226,11 +236,12 @@ func (s *Snapshot) Target(i uint32) string {
 
 // SizeBytes is the memory the snapshot's arrays occupy, by capacity.
 func (s *Snapshot) SizeBytes() int64 {
-	n := int64(cap(s.names)) + int64(cap(s.targets))
-	n += 4 * int64(cap(s.nameOff)+cap(s.kids)+cap(s.mode)+cap(s.owner)+cap(s.nlink))
+	n := int64(cap(s.names)) + int64(cap(s.targets)) + int64(cap(s.aclData))
+	n += 4 * int64(cap(s.nameOff)+cap(s.kids)+cap(s.mode)+cap(s.owner)+cap(s.nlink)+cap(s.acl)+cap(s.aclOff))
 	n += 8 * int64(cap(s.size)+cap(s.mtime)+cap(s.ctime)+cap(s.atime)+cap(s.ino))
 	n += int64(cap(s.owners))*int64(unsafe.Sizeof(Owner{})) +
 		int64(cap(s.links))*int64(unsafe.Sizeof(sideRec{})) +
-		int64(cap(s.rdevs))*int64(unsafe.Sizeof(rdevRec{}))
+		int64(cap(s.rdevs))*int64(unsafe.Sizeof(rdevRec{})) +
+		int64(cap(s.aclSets))*int64(unsafe.Sizeof(aclSet{}))
 	return n
 }

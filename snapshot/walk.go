@@ -73,6 +73,7 @@ func Walk(ctx context.Context, root string, opts WalkOptions) (*Snapshot, error)
 		rootDev: st.Dev,
 	}
 	w.cond = sync.NewCond(&w.mu)
+	w.b.SetRootACL(w.recordACL(unix.AT_FDCWD, "", root, &st, make([]byte, aclScratch)))
 	w.push(task{dir: &dirState{fd: rootFd, id: 0, path: root}})
 
 	var wg sync.WaitGroup
@@ -120,6 +121,8 @@ type walker struct {
 	opts    WalkOptions
 	b       *Builder
 	rootDev uint64
+
+	caps xattrCaps
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -213,6 +216,7 @@ func (w *walker) list(d *dirState) {
 // publishes the listing and queues the subdirectories.
 func (w *walker) stat(t task) {
 	d := t.dir
+	aclBuf := make([]byte, aclScratch)
 	for k, name := range t.names {
 		e := &d.entries[t.lo+k]
 		e.Name = name
@@ -225,6 +229,7 @@ func (w *walker) stat(t task) {
 			continue
 		}
 		e.Attr = attrFromStat(&st, w.rootDev)
+		e.ACL = w.recordACL(d.fd, d.path, name, &st, aclBuf)
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
 			target, err := readlinkat(d.fd, name, st.Size)

@@ -1,0 +1,391 @@
+package integration
+
+import (
+	"context"
+	binenc "encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/integration/slowfs"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// aclTools makes sure setfacl and getfacl (Debian's acl package) are there;
+// CI must install them, so there a missing tool fails the test.
+func aclTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"setfacl", "getfacl", "useradd", "userdel"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing: install Debian's acl package (setfacl, getfacl) and passwd (useradd)", tool)
+			}
+			t.Skipf("ACL tests need %s (Debian packages acl and passwd)", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ACL tests create users and need root")
+		}
+		t.Skip("ACL tests create users and need root")
+	}
+}
+
+// aclUser creates a user for this test only and removes it when the test
+// ends.
+func aclUser(t *testing.T, role string) (name string, cred *syscall.Credential) {
+	t.Helper()
+	name = fmt.Sprintf("cfacl-%s-%d", role, os.Getpid()%100000)
+	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", name, err, out)
+		}
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return name, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+}
+
+// aclEnv is an env whose directories other users can traverse, which a
+// shared mount needs (t.TempDir is 0700).
+func aclEnv(t *testing.T) *env {
+	t.Helper()
+	base, err := os.MkdirTemp("", "cachefs-acl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	return &env{t: t, tmp: base}
+}
+
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// readAs reads path as the user; err is what the read failed with.
+func readAs(t *testing.T, cred *syscall.Credential, path string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command("cat", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.Dir = "/"
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// expectAccess checks what each user gets from file, in the source and
+// through the mount alike.
+func expectAccess(t *testing.T, cred *syscall.Credential, who string, want string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		out, stderr, err := readAs(t, cred, p)
+		switch want {
+		case "denied":
+			if err == nil || !strings.Contains(stderr, "Permission denied") {
+				t.Errorf("%s reading %s: %q, %v %q; want Permission denied", who, p, out, err, stderr)
+			}
+		default:
+			if err != nil || out != want {
+				t.Errorf("%s reading %s: %q, %v %q; want %q", who, p, out, err, stderr, want)
+			}
+		}
+	}
+}
+
+// aclTree is a source where denied.txt (0644) is closed to one user by an
+// ACL entry, plain.txt has no ACL, and dir/ carries a default ACL.
+func aclTree(t *testing.T, e *env, denied, other string) string {
+	src := filepath.Join(e.tmp, "src")
+	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
+	os.WriteFile(filepath.Join(src, "denied.txt"), []byte("not for "+denied), 0o644)
+	os.WriteFile(filepath.Join(src, "plain.txt"), []byte("for everyone"), 0o644)
+	mustRun(t, "setfacl", "-m", "u:"+denied+":---", filepath.Join(src, "denied.txt"))
+	mustRun(t, "setfacl", "-d", "-m", "u:"+other+":r-x", filepath.Join(src, "dir"))
+	return src
+}
+
+func getfacl(t *testing.T, path string) string {
+	t.Helper()
+	return mustRun(t, "getfacl", "--omit-header", "--numeric", path)
+}
+
+// checkACLsServed: through mnt, the denied user is refused what the source
+// refuses it, the other user reads, and getfacl shows the source's ACLs,
+// the directory's default ACL included.
+func checkACLsServed(t *testing.T, src, mnt string, denied, other *syscall.Credential, otherName string) {
+	t.Helper()
+	j := filepath.Join
+	expectAccess(t, denied, "denied user", "denied", j(src, "denied.txt"), j(mnt, "denied.txt"))
+	expectAccess(t, denied, "denied user", "for everyone", j(src, "plain.txt"), j(mnt, "plain.txt"))
+	expectAccess(t, other, "other user", "not for "+userName(t, denied), j(src, "denied.txt"), j(mnt, "denied.txt"))
+	for _, p := range []string{"denied.txt", "dir", "plain.txt"} {
+		if got, want := getfacl(t, j(mnt, p)), getfacl(t, j(src, p)); got != want {
+			t.Errorf("getfacl %s through the mount:\n%s\nsource:\n%s", p, got, want)
+		}
+	}
+	if got := mustRun(t, "getfacl", "--omit-header", j(mnt, "dir")); !strings.Contains(got, "default:user:"+otherName+":r-x") {
+		t.Errorf("getfacl dir through the mount has no default entry for %s:\n%s", otherName, got)
+	}
+}
+
+func userName(t *testing.T, cred *syscall.Credential) string {
+	u, err := user.LookupId(strconv.Itoa(int(cred.Uid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+// TestACLDeniedUserRefused: a user an ACL entry shuts out of a 0644 file
+// gets EACCES through a root --allow-other mount, as from the source.
+func TestACLDeniedUserRefused(t *testing.T) {
+	aclTools(t)
+	e := aclEnv(t)
+	deniedName, denied := aclUser(t, "deny")
+	otherName, other := aclUser(t, "other")
+	src := aclTree(t, e, deniedName, otherName)
+	mnt := filepath.Join(e.tmp, "mnt")
+	logFile := filepath.Join(e.tmp, "acl.log")
+	e.mount(src, mnt, "--allow-other", "--cache-dir", filepath.Join(e.tmp, "cache"), "--log-file", logFile)
+	checkACLsServed(t, src, mnt, denied, other, otherName)
+	if b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "the kernel enforces the source's POSIX ACLs") {
+		t.Errorf("the daemon log does not say ACLs are enforced:\n%s", b)
+	}
+	e.unmount(mnt)
+}
+
+// TestACLZeroMetadataAfterMount: with ACLs enforced, permission checks,
+// getfacl and listings are answered from the snapshot, never by the source,
+// and setfacl through the read-only mount fails with EROFS.
+func TestACLZeroMetadataAfterMount(t *testing.T) {
+	aclTools(t)
+	e := aclEnv(t)
+	deniedName, denied := aclUser(t, "zdeny")
+	otherName, other := aclUser(t, "zother")
+	src := aclTree(t, e, deniedName, otherName)
+	slow := filepath.Join(e.tmp, "slow")
+	os.Mkdir(slow, 0o755)
+	sfs, err := slowfs.Mount(src, slow, slowfs.Options{CacheTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sfs.Unmount() })
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(slow, mnt, "--allow-other", "--prefetch", "off", "--cache-dir", filepath.Join(e.tmp, "cache"))
+	if c := sfs.Counts(); c.Ops["getxattr"] == 0 {
+		t.Fatalf("the walk read no extended attributes at the source: %v", c.Ops)
+	}
+
+	sfs.Reset()
+	checkACLsServed(t, src, mnt, denied, other, otherName)
+	mustRun(t, "ls", "-lR", mnt)
+	out, err := exec.Command("setfacl", "-m", "u:"+deniedName+":rwx", filepath.Join(mnt, "plain.txt")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Read-only file system") {
+		t.Errorf("setfacl through the mount: %v %q, want Read-only file system", err, out)
+	}
+	if c := sfs.Counts(); c.Meta != 0 {
+		t.Errorf("after mount the source served metadata calls: %v", c.Ops)
+	}
+	if got := mustRun(t, "getfacl", "--omit-header", filepath.Join(src, "plain.txt")); strings.Contains(got, deniedName) {
+		t.Errorf("setfacl through the mount changed the source:\n%s", got)
+	}
+	e.unmount(mnt)
+}
+
+// TestACLIndexRoundTrip: ACLs survive `cachefs snapshot` and a mount of the
+// index, and an index of the format before ACLs is refused with the
+// command that rebuilds it.
+func TestACLIndexRoundTrip(t *testing.T) {
+	aclTools(t)
+	e := aclEnv(t)
+	deniedName, denied := aclUser(t, "ideny")
+	otherName, other := aclUser(t, "iother")
+	src := aclTree(t, e, deniedName, otherName)
+	idx := filepath.Join(e.tmp, "tree.index")
+	e.makeIndex(src, idx)
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(src, mnt, "--index", idx, "--allow-other", "--cache-dir", filepath.Join(e.tmp, "cache"))
+	checkACLsServed(t, src, mnt, denied, other, otherName)
+	e.unmount(mnt)
+
+	data, err := os.ReadFile(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(e.tmp, "v1.index")
+	os.WriteFile(old, otherVersion(data, 1), 0o644)
+	r := e.run("mount", src, mnt, "--index", old, "--cache-dir", filepath.Join(e.tmp, "cache"))
+	if r.code != 11 || !strings.Contains(r.stderr, "unsupported format version 1") || !strings.Contains(r.stderr, "cachefs snapshot "+src+" -o "+old) {
+		t.Errorf("mount of a version 1 index: exit %d, %q; want 11 with the rebuild command", r.code, r.stderr)
+	}
+	if isMounted(mnt) {
+		t.Errorf("%s mounted from a refused index", mnt)
+		e.unmount(mnt)
+	}
+}
+
+// nfs4Node is a loopback node that reports an NFSv4 ACL naming a user on
+// every file whose name starts with "nfs4-", as an NFSv4 client shows one.
+type nfs4Node struct {
+	*gofs.LoopbackNode
+}
+
+var (
+	_ gofs.NodeWrapChilder = (*nfs4Node)(nil)
+	_ gofs.NodeGetxattrer  = (*nfs4Node)(nil)
+)
+
+func (n *nfs4Node) WrapChild(ctx context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {
+	return &nfs4Node{ops.(*gofs.LoopbackNode)}
+}
+
+func (n *nfs4Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr != "system.nfs4_acl" {
+		return n.LoopbackNode.Getxattr(ctx, attr, dest)
+	}
+	if !strings.HasPrefix(filepath.Base(n.Path(nil)), "nfs4-") {
+		return 0, syscall.ENODATA
+	}
+	// One ACE: type, flag, mask, then the who string, XDR-padded.
+	who := "alice@example.org"
+	v := binenc.BigEndian.AppendUint32(nil, 1)
+	v = binenc.BigEndian.AppendUint32(v, 0)
+	v = binenc.BigEndian.AppendUint32(v, 0)
+	v = binenc.BigEndian.AppendUint32(v, 1)
+	v = binenc.BigEndian.AppendUint32(v, uint32(len(who)))
+	v = append(v, who...)
+	v = append(v, make([]byte, (4-len(who)%4)%4)...)
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+// mountNFS4Source serves dir through nfs4Node at a new mountpoint.
+func mountNFS4Source(t *testing.T, dir, mnt string) {
+	t.Helper()
+	root, err := gofs.NewLoopbackRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(mnt, 0o755)
+	srv, err := gofs.Mount(mnt, &nfs4Node{root.(*gofs.LoopbackNode)}, &gofs.Options{
+		MountOptions: fuse.MountOptions{FsName: "nfs4sim", Name: "nfs4sim", DirectMount: true,
+			DisabledCapabilities: fuse.CAP_PASSTHROUGH},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmounting the NFSv4 stand-in: %v", err)
+		}
+	})
+}
+
+// TestACLUnrecordedServedToOwnerOnly: a file whose access control the
+// snapshot cannot hold (an NFSv4 ACL naming a user) is served to its owner
+// only on a shared mount, and the daemon says so once with a count.
+func TestACLUnrecordedServedToOwnerOnly(t *testing.T) {
+	aclTools(t)
+	e := aclEnv(t)
+	_, owner := aclUser(t, "owner")
+	_, other := aclUser(t, "nfs4")
+	dir := filepath.Join(e.tmp, "dir")
+	os.Mkdir(dir, 0o755)
+	for _, f := range []string{"nfs4-guarded.txt", "plain.txt"} {
+		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
+		os.Chown(filepath.Join(dir, f), int(owner.Uid), int(owner.Gid))
+	}
+	src := filepath.Join(e.tmp, "src")
+	mountNFS4Source(t, dir, src)
+	mnt := filepath.Join(e.tmp, "mnt")
+	logFile := filepath.Join(e.tmp, "nfs4.log")
+	e.mount(src, mnt, "--allow-other", "--cache-dir", filepath.Join(e.tmp, "cache"), "--log-file", logFile)
+
+	expectAccess(t, owner, "owner", "nfs4-guarded.txt", filepath.Join(mnt, "nfs4-guarded.txt"))
+	expectAccess(t, other, "other user", "denied", filepath.Join(mnt, "nfs4-guarded.txt"))
+	expectAccess(t, other, "other user", "plain.txt", filepath.Join(mnt, "plain.txt"))
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(mnt, "nfs4-guarded.txt"), &st); err != nil || st.Mode&0o7777 != 0o600 {
+		t.Errorf("nfs4-guarded.txt through the mount: mode %o, %v; want 0600", st.Mode&0o7777, err)
+	}
+	e.unmount(mnt)
+	b, _ := os.ReadFile(logFile)
+	if n := strings.Count(string(b), "served to their owners only"); n != 1 || !strings.Contains(string(b), " entries=1 ") {
+		t.Errorf("want one log line counting 1 entry served to its owner only; log:\n%s", b)
+	}
+}
+
+// BenchmarkWalkACLCost measures what recording ACLs adds to the walk: `cachefs
+// snapshot` of BenchmarkMountWalk's 24,000-entry tree behind the slow-source
+// fixture (1 ms per metadata operation), reporting the walk's seconds and
+// the metadata and getxattr requests per entry that reached the source. With
+// CACHEFS_BASE_BINARY set to a cachefs built before ACLs were recorded, it
+// alternates the two binaries on the same tree so that both see the same
+// load on a shared machine, and reports the base's figures with a "base-"
+// prefix. Run with -benchtime=1x.
+func BenchmarkWalkACLCost(b *testing.B) {
+	base := b.TempDir()
+	src := filepath.Join(base, "src")
+	entries := float64(makeEEGTree(b, src, 50, 20, 20_000))
+	opts := slowfs.Options{MetaLatency: time.Millisecond, ReadLatency: 500 * time.Microsecond,
+		CacheTimeout: time.Hour, DisableReadDirPlus: true}
+	bins := []struct{ prefix, path string }{{"", binary}}
+	if p := os.Getenv("CACHEFS_BASE_BINARY"); p != "" {
+		bins = append(bins, struct{ prefix, path string }{"base-", p})
+	}
+	sums := make([][3]float64, len(bins))
+	for i := 0; i < b.N; i++ {
+		for k, bin := range bins {
+			slow := filepath.Join(base, fmt.Sprintf("slow-%d-%d", i, k))
+			os.Mkdir(slow, 0o755)
+			sfs, err := slowfs.Mount(src, slow, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			idx := filepath.Join(base, "walk.index")
+			start := time.Now()
+			out, err := exec.Command(bin.path, "snapshot", slow, "-o", idx).CombinedOutput()
+			secs := time.Since(start).Seconds()
+			c := sfs.Counts()
+			sfs.Unmount()
+			if err != nil {
+				b.Fatalf("%s snapshot: %v: %s", bin.path, err, out)
+			}
+			sums[k][0] += secs
+			sums[k][1] += float64(c.Meta)
+			sums[k][2] += float64(c.Ops["getxattr"])
+		}
+	}
+	n := float64(b.N)
+	for k, bin := range bins {
+		b.ReportMetric(sums[k][0]/n, bin.prefix+"walk-s")
+		b.ReportMetric(sums[k][1]/n/entries, bin.prefix+"meta/entry")
+		b.ReportMetric(sums[k][2]/n/entries, bin.prefix+"getxattr/entry")
+	}
+	b.ReportMetric(entries, "entries")
+}
