@@ -45,6 +45,13 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if err != nil {
 		return err
 	}
+	if o.timeout <= 0 {
+		return usageError(fmt.Errorf("--timeout %s: want a positive duration", o.timeout))
+	}
+	// --timeout bounds the whole command: the probe, fusermount3 and the
+	// wait for the daemon.
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	mnt, err := filepath.Abs(args[0])
 	if err != nil {
 		return usageError(err)
@@ -63,38 +70,74 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if me.FSType != fsType {
 		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
 	}
-	if isStale(mnt) {
-		if err := detach(mnt, true); err != nil {
-			return withCode(exitInternal, fmt.Errorf("cleaning the dead mount at %s: %w", mnt, err))
+	// --lazy is the remedy for a stuck mount: it asks nothing of the daemon.
+	if !o.lazy {
+		switch probeMount(mnt, min(probeTimeout, o.timeout)) {
+		case mountDead:
+			return cleanDead(ctx, mnt)
+		case mountSilent:
+			why := "the daemon does not answer"
+			if rec != nil {
+				why = whyNoAnswer(rec.Pid)
+			}
+			log.Warn().Str("mountpoint", mnt).Msg(why + "; unmounting without it")
 		}
-		_ = os.Remove(recordPath(mnt))
-		fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
-		return nil
 	}
-	if err := detach(mnt, o.lazy); err != nil {
+	if err := detachCtx(ctx, mnt, o.lazy); err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
 		}
+		if ctx.Err() != nil {
+			return withCode(exitTimeout, fmt.Errorf("unmounting %s took longer than %s: %w", mnt, o.timeout, err))
+		}
 		return withCode(exitInternal, err)
 	}
-	if rec == nil {
+	switch {
+	case rec == nil:
 		log.Warn().Str("mountpoint", mnt).Msg("no runtime record of this mount's daemon; not waiting for it")
 		fmt.Printf("cachefs: unmounted %s\n", mnt)
 		return nil
-	}
-	if o.lazy {
-		fmt.Printf("cachefs: detached %s; daemon %d exits when the last open file closes\n", mnt, rec.Pid)
+	case !processAlive(rec.Pid):
+		_ = os.Remove(recordPath(mnt))
+		fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
+		return nil
+	case o.lazy:
+		fmt.Printf("cachefs: detached %s; %s\n", mnt, lazyFate(rec.Pid))
 		return nil
 	}
-	deadline := time.Now().Add(o.timeout)
+	return waitDaemon(ctx, mnt, rec, o.timeout)
+}
+
+// cleanDead removes the mount of a daemon that died and its record.
+func cleanDead(ctx context.Context, mnt string) error {
+	if err := detachCtx(ctx, mnt, true); err != nil {
+		return withCode(exitInternal, fmt.Errorf("cleaning the dead mount at %s: %w", mnt, err))
+	}
+	_ = os.Remove(recordPath(mnt))
+	fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
+	return nil
+}
+
+// lazyFate says when a lazily detached daemon will exit.
+func lazyFate(pid int) string {
+	if st := procState(pid); st == 'T' || st == 't' {
+		return fmt.Sprintf("daemon %d is stopped and exits once continued (SIGCONT) and the last open file closes", pid)
+	}
+	return fmt.Sprintf("daemon %d exits when the last open file closes", pid)
+}
+
+// waitDaemon waits for an unmounted daemon to exit and prints its figures.
+func waitDaemon(ctx context.Context, mnt string, rec *record, timeout time.Duration) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for processAlive(rec.Pid) {
-		if time.Now().After(deadline) {
-			return withCode(exitTimeout, fmt.Errorf("unmounted %s, but daemon %d is still running after %s", mnt, rec.Pid, o.timeout))
-		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return withCode(exitTimeout, fmt.Errorf("unmounted %s, but %s after %s", mnt, stillThere(rec.Pid), timeout))
+			}
 			return withCode(exitInterrupted, errors.New("interrupted while waiting for the daemon"))
-		case <-time.After(20 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
 	final, _ := readRecord(mnt)
@@ -105,4 +148,12 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	}
 	fmt.Printf("cachefs: unmounted %s: %s\n", mnt, figuresLine(final.Final))
 	return nil
+}
+
+// stillThere describes a daemon that outlived the wait for it.
+func stillThere(pid int) string {
+	if st := procState(pid); st == 'T' || st == 't' {
+		return fmt.Sprintf("daemon %d is stopped; it exits once continued (SIGCONT)", pid)
+	}
+	return fmt.Sprintf("daemon %d is still running", pid)
 }
