@@ -1,8 +1,10 @@
 package fs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"strings"
@@ -109,10 +111,19 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 		NegativeTimeout: &timeout,
 		RootStableAttr:  &gofs.StableAttr{Ino: cfg.Snapshot.Ino(0)},
 	}
-	srv, err := gofs.Mount(mountpoint, root, opts)
+	var srv *fuse.Server
+	said, err := withStderrTail(func() (err error) {
+		srv, err = gofs.Mount(mountpoint, root, opts)
+		return err
+	})
 	if err != nil {
 		m.held.close()
-		return nil, fmt.Errorf("fs: %w at %s: %w", ErrMount, mountpoint, err)
+		// go-fuse reports a failed fusermount3 by its exit status only;
+		// the reason is what fusermount3 printed.
+		if said != "" {
+			return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, said)
+		}
+		return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, strings.TrimSpace(err.Error()))
 	}
 	m.srv = srv
 	return m, nil
@@ -181,4 +192,52 @@ func (m *Mount) fail(op string, idx uint32, off int64, n int, err error) syscall
 			Str("errno", e.Error()).Err(err).Msg("read through the mount failed")
 	}
 	return e
+}
+
+// stderrMu serializes the swaps of os.Stderr in withStderrTail.
+var stderrMu sync.Mutex
+
+// withStderrTail runs mount with os.Stderr, which go-fuse hands to
+// fusermount3, replaced by a pipe, and returns what was written to it as
+// one line. Everything written still reaches the real stderr (the daemon's
+// log). Only fusermount3 is running then: nothing else in the process
+// writes to os.Stderr while a mount is being made.
+func withStderrTail(mount func() error) (string, error) {
+	stderrMu.Lock()
+	defer stderrMu.Unlock()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", mount()
+	}
+	orig := os.Stderr
+	var said bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(io.MultiWriter(orig, &said), r)
+	}()
+	os.Stderr = w
+	merr := mount()
+	os.Stderr = orig
+	w.Close()
+	// fusermount3 has exited when mount returns, so the copy ends at once;
+	// the bound is for a helper that left a child holding the pipe.
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+	}
+	r.Close()
+	<-copied
+	return oneLine(said.String()), merr
+}
+
+// oneLine joins the non-empty lines of s with "; ".
+func oneLine(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }

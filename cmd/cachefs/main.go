@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -85,7 +86,11 @@ func (p *signalPolicy) handle(sig os.Signal, cancel context.CancelFunc) {
 	case daemon && sig == syscall.SIGUSR1 && status != nil:
 		log.Info().Str("signal", "SIGUSR1").Msg("status: " + status())
 	case daemon:
-		log.Info().Str("signal", sig.String()).Msg("signal ignored; the mount keeps serving (SIGTERM unmounts)")
+		name := sig.String()
+		if s, ok := sig.(syscall.Signal); ok {
+			name = unix.SignalName(s)
+		}
+		log.Info().Str("signal", name).Msg("signal ignored; the mount keeps serving (SIGTERM unmounts)")
 	}
 }
 

@@ -279,6 +279,12 @@ func procState(pid int) byte {
 	return '?'
 }
 
+// isStopped reports whether pid is stopped by a signal or a debugger.
+func isStopped(pid int) bool {
+	st := procState(pid)
+	return st == 'T' || st == 't'
+}
+
 // whyNoAnswer says, for a message, what the daemon that did not answer a
 // probe is doing, as far as /proc tells.
 func whyNoAnswer(pid int) string {

@@ -57,7 +57,9 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 		return usageError(err)
 	}
 	rec, _ := readRecord(mnt)
-	if rec != nil && rec.Mountpoint != mnt {
+	// A record whose daemon is gone says nothing of what is mounted now;
+	// the kernel tells whether it is that daemon's dead mount.
+	if rec != nil && (rec.Mountpoint != mnt || !processAlive(rec.Pid)) {
 		rec = nil
 	}
 	me, mounted, err := findMount(mnt)
@@ -70,20 +72,29 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if me.FSType != fsType {
 		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
 	}
-	// --lazy is the remedy for a stuck mount: it asks nothing of the daemon.
-	if !o.lazy {
+	silent := false
+	switch {
+	case o.lazy:
+		// The remedy for a stuck mount asks nothing of the daemon.
+	case rec == nil:
+		// No daemon of ours on record: ask the kernel whether one is
+		// there. A probe that gets no answer keeps a reference to the
+		// mount until this process exits, which makes the mount busy.
 		switch probeMount(mnt, min(probeTimeout, o.timeout)) {
 		case mountDead:
 			return cleanDead(ctx, mnt)
 		case mountSilent:
-			why := "the daemon does not answer"
-			if rec != nil {
-				why = whyNoAnswer(rec.Pid)
-			}
-			log.Warn().Str("mountpoint", mnt).Msg(why + "; unmounting without it")
+			silent = true
 		}
+	case isStopped(rec.Pid):
+		// Unmounting asks nothing of the daemon; the wait below says
+		// that it cannot exit while stopped.
+		log.Warn().Str("mountpoint", mnt).Msg(whyNoAnswer(rec.Pid) + "; unmounting without it")
 	}
 	if err := detachCtx(ctx, mnt, o.lazy); err != nil {
+		if errors.Is(err, unix.EBUSY) && silent {
+			return withCode(exitBusy, fmt.Errorf("%s does not answer; 'cachefs unmount --lazy %s' detaches it", mnt, mnt))
+		}
 		if errors.Is(err, unix.EBUSY) {
 			return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
 		}
@@ -94,12 +105,11 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	}
 	switch {
 	case rec == nil:
+		if r, err := readRecord(mnt); err == nil && !processAlive(r.Pid) {
+			_ = os.Remove(recordPath(mnt))
+		}
 		log.Warn().Str("mountpoint", mnt).Msg("no runtime record of this mount's daemon; not waiting for it")
 		fmt.Printf("cachefs: unmounted %s\n", mnt)
-		return nil
-	case !processAlive(rec.Pid):
-		_ = os.Remove(recordPath(mnt))
-		fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
 		return nil
 	case o.lazy:
 		fmt.Printf("cachefs: detached %s; %s\n", mnt, lazyFate(rec.Pid))
@@ -120,7 +130,7 @@ func cleanDead(ctx context.Context, mnt string) error {
 
 // lazyFate says when a lazily detached daemon will exit.
 func lazyFate(pid int) string {
-	if st := procState(pid); st == 'T' || st == 't' {
+	if isStopped(pid) {
 		return fmt.Sprintf("daemon %d is stopped and exits once continued (SIGCONT) and the last open file closes", pid)
 	}
 	return fmt.Sprintf("daemon %d exits when the last open file closes", pid)
@@ -152,7 +162,7 @@ func waitDaemon(ctx context.Context, mnt string, rec *record, timeout time.Durat
 
 // stillThere describes a daemon that outlived the wait for it.
 func stillThere(pid int) string {
-	if st := procState(pid); st == 'T' || st == 't' {
+	if isStopped(pid) {
 		return fmt.Sprintf("daemon %d is stopped; it exits once continued (SIGCONT)", pid)
 	}
 	return fmt.Sprintf("daemon %d is still running", pid)
