@@ -19,8 +19,8 @@ type unmountOptions struct {
 
 func (o *unmountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open; the daemon exits when the last one closes")
-	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the daemon to exit")
+	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open or the daemon is stuck; the daemon exits when the last file closes")
+	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "the most the whole unmount takes, the wait for the daemon to exit included")
 }
 
 func newUnmountCommand(g *globalOptions) *cobra.Command {
