@@ -239,7 +239,7 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 			switch {
 			case !ok:
 				term.clear()
-				werr := <-exited
+				_, werr := waitExit(exited, killWait)
 				return withCode(exitMountFailed, fmt.Errorf("the daemon exited before the mount was ready (%v); see its log in the cache directory", werr))
 			case m.Progress != nil:
 				term.progress(*m.Progress)
@@ -249,7 +249,9 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 				return nil
 			case m.Error != "":
 				term.clear()
-				<-exited
+				// The daemon exits after it reports; a thread stuck in the
+				// kernel can delay that, but not the answer.
+				waitExit(exited, killWait)
 				return withCode(m.Code, errors.New(m.Error))
 			}
 		}
@@ -270,10 +272,10 @@ const (
 // does not stop at once, and detaches a mount it made on the way.
 func abortLaunch(p *os.Process, exited <-chan error, mnt string, mountsBefore int) error {
 	_ = p.Signal(syscall.SIGTERM)
-	stopped := waitExit(exited, stopGrace)
+	stopped, _ := waitExit(exited, stopGrace)
 	if !stopped {
 		_ = p.Kill()
-		stopped = waitExit(exited, killWait)
+		stopped, _ = waitExit(exited, killWait)
 	}
 	if n, err := mountsAt(mnt); err == nil && n > mountsBefore {
 		if me, _, _ := findMount(mnt); me.FSType == fsType {
@@ -291,14 +293,16 @@ func abortLaunch(p *os.Process, exited <-chan error, mnt string, mountsBefore in
 	return withCode(exitInterrupted, errors.New("interrupted; nothing mounted"))
 }
 
-func waitExit(exited <-chan error, d time.Duration) bool {
+// waitExit waits at most d for the daemon to exit, and returns whether it
+// did and its exit status.
+func waitExit(exited <-chan error, d time.Duration) (bool, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-exited:
-		return true
+	case err := <-exited:
+		return true, err
 	case <-t.C:
-		return false
+		return false, nil
 	}
 }
 
