@@ -172,6 +172,22 @@ func TestMountOverStoppedDaemon(t *testing.T) {
 	e.unmount(mnt)
 }
 
+func TestControlOfStoppedDaemon(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	pid, _ := e.mount(src, mnt)
+	stopProcess(t, pid)
+	for _, args := range [][]string{{"status", mnt}, {"warm", mnt}} {
+		r := e.runGuarded(args...)
+		if r.code != 6 || !strings.Contains(r.stderr, "does not answer") && !strings.Contains(r.stderr, "stopped answering") {
+			t.Errorf("cachefs %v on a stopped daemon: exit %d (want 6)\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	e.unmount(mnt)
+}
+
 // The slow-source fixture runs in a process of its own (this test binary,
 // re-run as a helper) so that the test can stop it: a source whose server
 // answers nothing, like a hung NFS or Lustre server.
