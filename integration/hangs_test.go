@@ -124,7 +124,9 @@ func TestUnmountLazyOfStoppedDaemon(t *testing.T) {
 	mnt := filepath.Join(e.tmp, "mnt")
 	pid, _ := e.mount(src, mnt)
 	stopProcess(t, pid)
+	start := time.Now()
 	r := e.runGuarded("unmount", "--lazy", mnt)
+	t.Logf("unmount --lazy of a stopped daemon took %v", time.Since(start).Round(time.Millisecond))
 	if r.code != 0 || isMounted(mnt) {
 		t.Fatalf("unmount --lazy of a stopped daemon: exit %d, mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
 	}
@@ -323,8 +325,10 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 			syscall.Kill(daemon, syscall.SIGKILL)
 		}
 	})
+	sent := time.Now()
 	cmd.Process.Signal(syscall.SIGINT)
 	code := exitCodeOf(t, cmd.Wait())
+	t.Logf("cachefs mount returned %v after SIGINT", time.Since(sent).Round(time.Millisecond))
 	if ctx.Err() != nil {
 		t.Fatalf("cachefs mount ignored SIGINT for %s", hangGuard)
 	}

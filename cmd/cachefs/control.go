@@ -125,7 +125,7 @@ type warmMsg struct {
 // as usage errors.
 var (
 	errLeavesMount = errors.New("leaves the mount")
-	errNotInMount  = errors.New("no such file or directory in the mount")
+	errNotInMount  = errors.New("not in the mount: no such file or directory")
 	errNotDir      = errors.New("not a directory")
 	errSymlink     = errors.New("is a symbolic link; name what it points to instead")
 	errLongName    = fmt.Errorf("has a name longer than %d bytes", maxNameLen)
