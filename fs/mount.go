@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // forever is the kernel cache timeout for entries, attributes and negative
@@ -112,7 +114,7 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 		RootStableAttr:  &gofs.StableAttr{Ino: cfg.Snapshot.Ino(0)},
 	}
 	var srv *fuse.Server
-	said, err := withStderrTail(func() (err error) {
+	said, err := withFusermountSaid(func() (err error) {
 		srv, err = gofs.Mount(mountpoint, root, opts)
 		return err
 	})
@@ -194,49 +196,63 @@ func (m *Mount) fail(op string, idx uint32, off int64, n int, err error) syscall
 	return e
 }
 
-// stderrMu serializes the swaps of os.Stderr in withStderrTail.
+// stderrMu serializes the redirections of withFusermountSaid.
 var stderrMu sync.Mutex
 
-// withStderrTail runs mount with os.Stderr, which go-fuse hands to
-// fusermount3, replaced by a pipe, and returns what was written to it as
-// one line. Everything written still reaches the real stderr (the daemon's
-// log). Only fusermount3 is running then: nothing else in the process
-// writes to os.Stderr while a mount is being made.
-func withStderrTail(mount func() error) (string, error) {
+// withFusermountSaid runs mount with file descriptor 2, which go-fuse
+// hands to fusermount3, pointed at a pipe, and returns the lines that
+// fusermount3 wrote there, as one line. Descriptor 2 is swapped with
+// dup2 rather than os.Stderr reassigned, which other goroutines read
+// (zerolog does) and so would race; whatever anything writes to it in the
+// meantime still reaches the real stderr (the daemon's log), only not
+// the message.
+func withFusermountSaid(mount func() error) (string, error) {
 	stderrMu.Lock()
 	defer stderrMu.Unlock()
+	saved, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return "", mount()
+	}
+	orig := os.NewFile(uintptr(saved), "stderr")
+	defer orig.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", mount()
 	}
-	orig := os.Stderr
+	defer r.Close()
+	if err := unix.Dup2(int(w.Fd()), 2); err != nil {
+		w.Close()
+		return "", mount()
+	}
 	var said bytes.Buffer
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
 		_, _ = io.Copy(io.MultiWriter(orig, &said), r)
 	}()
-	os.Stderr = w
 	merr := mount()
-	os.Stderr = orig
+	_ = unix.Dup2(saved, 2)
 	w.Close()
 	// fusermount3 has exited when mount returns, so the copy ends at once;
 	// the bound is for a helper that left a child holding the pipe.
 	select {
 	case <-copied:
 	case <-time.After(time.Second):
+		r.Close()
+		<-copied
 	}
-	r.Close()
-	<-copied
-	return oneLine(said.String()), merr
+	return fusermountLines(said.String()), merr
 }
 
-// oneLine joins the non-empty lines of s with "; ".
-func oneLine(s string) string {
+// fusermountLines picks fusermount3's lines out of s ("/usr/bin/fusermount3:
+// failed to open /dev/fuse: Permission denied") and joins them with "; ",
+// named by the program's base name.
+func fusermountLines(s string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
+		prog, msg, ok := strings.Cut(strings.TrimSpace(l), ": ")
+		if base := filepath.Base(prog); ok && strings.HasPrefix(base, "fusermount") {
+			out = append(out, base+": "+msg)
 		}
 	}
 	return strings.Join(out, "; ")

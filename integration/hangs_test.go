@@ -529,7 +529,8 @@ func TestFusermountReasonShown(t *testing.T) {
 		unix.Unmount(mnt, unix.MNT_DETACH)
 		t.Fatal("--allow-other without user_allow_other mounted")
 	}
-	if r.code != 6 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "option allow_other only allowed if 'user_allow_other' is set") || strings.Contains(r.stderr, "exited with code") {
+	t.Logf("cachefs mount --allow-other as %s: exit %d: %s", hangsUser, r.code, r.stderr)
+	if r.code != 6 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "fusermount3: option allow_other only allowed if 'user_allow_other' is set") || strings.Contains(r.stderr, "exited with code") {
 		t.Errorf("want exit 6 and fusermount3's reason on one line; got exit %d:\n%s", r.code, r.stderr)
 	}
 }
