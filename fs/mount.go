@@ -120,10 +120,19 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 		NegativeTimeout: &timeout,
 		RootStableAttr:  &gofs.StableAttr{Ino: cfg.Snapshot.Ino(0)},
 	}
-	srv, err := gofs.Mount(mountpoint, root, opts)
+	var srv *fuse.Server
+	said, err := withFusermountSaid(func() (err error) {
+		srv, err = gofs.Mount(mountpoint, root, opts)
+		return err
+	})
 	if err != nil {
 		m.held.close()
-		return nil, fmt.Errorf("fs: %w at %s: %w", ErrMount, mountpoint, err)
+		// go-fuse reports a failed fusermount3 by its exit status only;
+		// the reason is what fusermount3 printed.
+		if said != "" {
+			return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, said)
+		}
+		return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, strings.TrimSpace(err.Error()))
 	}
 	m.srv = srv
 	return m, nil
@@ -208,3 +217,4 @@ func logACLs(log zerolog.Logger, s *snapshot.Snapshot, shared bool) {
 		log.Info().Int64("acl_entries", with).Msg("the kernel enforces the source's POSIX ACLs")
 	}
 }
+

@@ -117,22 +117,63 @@ type warmMsg struct {
 	Done        bool   `json:"done,omitempty"`
 	FilesCached int64  `json:"files_cached,omitempty"`
 	Error       string `json:"error,omitempty"`
+	// PathError: a requested path names nothing to warm; nothing was done.
+	PathError string `json:"path_error,omitempty"`
 }
 
-// resolve finds a path relative to the mount root in the snapshot.
-func resolve(s *snapshot.Snapshot, rel string) (uint32, bool) {
+// Why a path given to warm names nothing to warm; the CLI reports these
+// as usage errors.
+var (
+	errLeavesMount = errors.New("leaves the mount")
+	errNotInMount  = errors.New("not in the mount: no such file or directory")
+	errNotDir      = errors.New("not a directory")
+	errSymlink     = errors.New("is a symbolic link; name what it points to instead")
+	errLongName    = fmt.Errorf("has a name longer than %d bytes", maxNameLen)
+)
+
+// maxNameLen is NAME_MAX: no file system the source can be on holds a
+// longer name.
+const maxNameLen = 255
+
+// resolve finds a path relative to the mount root in the snapshot, one
+// component at a time as the kernel would: ".." climbs to the parent and
+// is refused at the root, where it would leave the mount (a lexical clean
+// would instead stop at the root and name everything). Symbolic links are
+// refused rather than followed, in the path and at its end: warm names what
+// is in the mount, and a link's target may lie outside it.
+func resolve(s *snapshot.Snapshot, rel string) (uint32, error) {
 	idx := uint32(0)
-	for _, part := range strings.Split(filepath.Clean("/"+rel), "/") {
-		if part == "" {
+	for _, part := range strings.Split(rel, "/") {
+		switch {
+		case part == "" || part == ".":
+			continue
+		case len(part) > maxNameLen:
+			return 0, fmt.Errorf("%s %w", rel, errLongName)
+		case isLink(s, idx):
+			return 0, fmt.Errorf("%s %w", s.Path(idx), errSymlink)
+		case !s.Attr(idx).IsDir():
+			return 0, fmt.Errorf("%s: %w", s.Path(idx), errNotDir)
+		case part == "..":
+			if idx == 0 {
+				return 0, fmt.Errorf("%s %w", rel, errLeavesMount)
+			}
+			idx = s.Parent(idx)
 			continue
 		}
 		c, ok := s.Lookup(idx, part)
 		if !ok {
-			return 0, false
+			return 0, fmt.Errorf("%s: %w", rel, errNotInMount)
 		}
 		idx = c
 	}
-	return idx, true
+	if isLink(s, idx) {
+		return 0, fmt.Errorf("%s %w", s.Path(idx), errSymlink)
+	}
+	return idx, nil
+}
+
+func isLink(s *snapshot.Snapshot, i uint32) bool {
+	return s.Attr(i).Mode&snapshot.ModeType == snapshot.ModeLink
 }
 
 func (d *daemonState) handleWarm(w http.ResponseWriter, r *http.Request) {
@@ -154,16 +195,20 @@ func (d *daemonState) handleWarm(w http.ResponseWriter, r *http.Request) {
 			f.Flush()
 		}
 	}
+	roots := make([]uint32, len(req.Paths))
+	for i, p := range req.Paths {
+		idx, err := resolve(d.snap, p)
+		if err != nil {
+			flush(warmMsg{Done: true, PathError: err.Error()})
+			return
+		}
+		roots[i] = idx
+	}
 	// Every regular file below the requested paths, each once.
 	var files []uint32
 	var total int64
 	seen := map[uint32]bool{}
-	for _, p := range req.Paths {
-		idx, ok := resolve(d.snap, p)
-		if !ok {
-			flush(warmMsg{Done: true, Error: fmt.Sprintf("%s: not in the mount", p)})
-			return
-		}
+	for _, idx := range roots {
 		for q := []uint32{idx}; len(q) > 0; q = q[1:] {
 			i := q[0]
 			a := d.snap.Attr(i)
@@ -235,14 +280,38 @@ func (d *daemonState) handleWarm(w http.ResponseWriter, r *http.Request) {
 	flush(final)
 }
 
+// controlIdle is the longest silence a control client accepts from the
+// daemon: a warm streams progress every 200 ms once it has listed the files
+// asked for, and status answers at once, so a daemon silent for longer is
+// stopped or stuck, and the client gives up on it instead of waiting.
+const controlIdle = 30 * time.Second
+
 // dialControl returns an HTTP client that talks to the daemon whose cache
 // directory is cacheDir.
 func dialControl(cacheDir string) *http.Client {
 	sock := socketPath(cacheDir)
 	return &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", sock)
+			dl := net.Dialer{Timeout: 5 * time.Second}
+			c, err := dl.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, err
+			}
+			return idleConn{c, controlIdle}, nil
 		},
 	}}
+}
+
+// idleConn fails a read that waits longer than idle for the daemon.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
 }

@@ -61,8 +61,9 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.cacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
 	f.StringVar(&o.blockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
 	f.IntVar(&o.readAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
+	// No default for a bare --passthrough: with one, pflag would take the
+	// "off" of "--passthrough off" for a positional argument.
 	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
-	f.Lookup("passthrough").NoOptDefVal = "on"
 	f.StringVar(&o.prefetch, "prefetch", "dir", "on open, fetch the directory's other files in the background: dir or off")
 	f.IntVar(&o.pfWorkers, "prefetch-workers", 16, "files prefetched at once")
 	f.IntVar(&o.pfFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
@@ -215,11 +216,14 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{w}
+	mountsBefore, _ := mountsAt(mnt)
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return withCode(exitInternal, fmt.Errorf("starting the daemon: %w", err))
 	}
 	w.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 
 	msgs := make(chan daemonMsg)
 	go func() {
@@ -238,28 +242,75 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 		select {
 		case <-ctx.Done():
 			term.clear()
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-			return withCode(exitInterrupted, errors.New("interrupted; nothing mounted"))
+			return abortLaunch(cmd.Process, exited, mnt, mountsBefore)
 		case m, ok := <-msgs:
 			switch {
 			case !ok:
 				term.clear()
-				werr := cmd.Wait()
+				_, werr := waitExit(exited, killWait)
 				return withCode(exitMountFailed, fmt.Errorf("the daemon exited before the mount was ready (%v); see its log in the cache directory", werr))
 			case m.Progress != nil:
 				term.progress(*m.Progress)
 			case m.Ready != nil:
 				term.clear()
 				fmt.Println(m.Ready.summary())
-				_ = cmd.Process.Release()
 				return nil
 			case m.Error != "":
 				term.clear()
-				_ = cmd.Wait()
+				// The daemon exits after it reports; a thread stuck in the
+				// kernel can delay that, but not the answer.
+				waitExit(exited, killWait)
 				return withCode(m.Code, errors.New(m.Error))
 			}
 		}
+	}
+}
+
+// stopGrace is how long an interrupted launch lets the daemon stop on
+// SIGTERM; killWait, how long it then waits for SIGKILL to take. A daemon
+// stuck in a call to a hung source never sees SIGTERM (and would retry the
+// call if it did), so Ctrl-C must not depend on it. Killing is safe: the
+// cache on disk is consistent at every instruction.
+const (
+	stopGrace = 500 * time.Millisecond
+	killWait  = 2 * time.Second
+)
+
+// abortLaunch stops the daemon of an interrupted launch, by force if it
+// does not stop at once, and detaches a mount it made on the way.
+func abortLaunch(p *os.Process, exited <-chan error, mnt string, mountsBefore int) error {
+	_ = p.Signal(syscall.SIGTERM)
+	stopped, _ := waitExit(exited, stopGrace)
+	if !stopped {
+		_ = p.Kill()
+		stopped, _ = waitExit(exited, killWait)
+	}
+	if n, err := mountsAt(mnt); err == nil && n > mountsBefore {
+		if me, _, _ := findMount(mnt); me.FSType == fsType {
+			if err := detach(mnt, true); err != nil {
+				return withCode(exitInterrupted, fmt.Errorf("interrupted; the mount at %s could not be detached: %w", mnt, err))
+			}
+		}
+	}
+	if rec, _ := readRecord(mnt); rec != nil && rec.Pid == p.Pid {
+		_ = os.Remove(recordPath(mnt))
+	}
+	if !stopped {
+		return withCode(exitInterrupted, fmt.Errorf("interrupted; nothing mounted; %s and has not exited yet", whyNoAnswer(p.Pid)))
+	}
+	return withCode(exitInterrupted, errors.New("interrupted; nothing mounted"))
+}
+
+// waitExit waits at most d for the daemon to exit, and returns whether it
+// did and its exit status.
+func waitExit(exited <-chan error, d time.Duration) (bool, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		return true, err
+	case <-t.C:
+		return false, nil
 	}
 }
 
@@ -465,6 +516,7 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	if err != nil {
 		return err
 	}
+	signals.serving(log, nil)
 	rootSt, err := prepare(log, o, src, mnt)
 	if err != nil {
 		return err
@@ -537,6 +589,7 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	started := time.Now()
 	state := &daemonState{src: src, mnt: mnt, cacheDir: o.cacheDir, logFile: o.logFile, started: started,
 		snap: snap, m: m, cache: cache, content: content, pf: pf, passthrough: ptOK, openMode: why, log: log}
+	signals.serving(log, func() string { return figuresLine(ptr(state.status())) })
 	stopControl, err := serveControl(state)
 	if err != nil {
 		log.Warn().Err(err).Msg("no control socket: status and warm will not reach this mount")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -89,11 +90,36 @@ func findMount(path string) (mountEntry, bool, error) {
 	return mountEntry{}, false, nil
 }
 
+// mountsAt counts the mounts stacked at path, so that a caller can tell
+// whether one appeared since it last looked.
+func mountsAt(path string) (int, error) {
+	ms, err := readMountinfo()
+	n := 0
+	for _, m := range ms {
+		if m.Mountpoint == path {
+			n++
+		}
+	}
+	return n, err
+}
+
 const fsType = "fuse.cachefs"
+
+// detachTimeout bounds fusermount3 when detach is not given a deadline.
+const detachTimeout = 10 * time.Second
 
 // detach unmounts path. Root calls umount2 directly; others go through
 // fusermount3, the setuid helper that mounted it.
 func detach(path string, lazy bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), detachTimeout)
+	defer cancel()
+	return detachCtx(ctx, path, lazy)
+}
+
+// detachCtx is detach with the caller's deadline on fusermount3. umount2
+// itself never waits on the daemon: the kernel does not ask a FUSE
+// daemon before it unmounts, so a stopped daemon cannot hold it.
+func detachCtx(ctx context.Context, path string, lazy bool) error {
 	if os.Geteuid() == 0 {
 		flags := 0
 		if lazy {
@@ -112,26 +138,67 @@ func detach(path string, lazy bool) error {
 	if lazy {
 		args = append(args, "-z")
 	}
-	out, err := exec.Command(bin, append(args, path)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, append(args, path)...).CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))
 		if strings.Contains(msg, "busy") {
 			return &os.PathError{Op: "umount", Path: path, Err: unix.EBUSY}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s did not finish: %w", bin, ctx.Err())
 		}
 		return fmt.Errorf("%s: %s (%w)", bin, msg, err)
 	}
 	return nil
 }
 
-// isStale reports whether path is a FUSE mount whose daemon is gone: the
-// kernel answers ENOTCONN, or ECONNABORTED once the connection was aborted,
-// for every request that reaches it. The probe is statfs because the kernel
-// never caches it, while a stat of the root may be answered from the
-// attribute cache a dead daemon left behind.
+// probeTimeout bounds a liveness probe of a mount. A daemon that answers
+// at all answers statfs in microseconds; one that is stopped, or wedged
+// in a source that hangs, never does, and must not take the CLI with it.
+const probeTimeout = 2 * time.Second
+
+// mountHealth is what a probe learnt about a mount's daemon.
+type mountHealth int
+
+const (
+	mountAnswers mountHealth = iota
+	// mountDead: the kernel answers ENOTCONN, or ECONNABORTED once the
+	// connection was aborted, for every request: the daemon is gone.
+	mountDead
+	// mountSilent: no answer before the deadline; the daemon is stopped
+	// or stuck, and may yet answer.
+	mountSilent
+)
+
+// probeMount asks for path's statfs, which the kernel never caches, while a
+// stat of the root may be answered from the attribute cache a dead daemon
+// left behind. The call runs on its own goroutine: if the daemon never
+// answers, only that goroutine (and its thread) waits, until the process
+// exits, which the kernel allows however stuck the request is.
+func probeMount(path string, timeout time.Duration) mountHealth {
+	done := make(chan error, 1)
+	go func() {
+		var st unix.Statfs_t
+		done <- unix.Statfs(path, &st)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) {
+			return mountDead
+		}
+		return mountAnswers
+	case <-t.C:
+		return mountSilent
+	}
+}
+
+// isStale reports whether path is a FUSE mount whose daemon is gone. A
+// daemon that does not answer within probeTimeout is not called gone: it
+// may be stopped, and its mount is then still someone's.
 func isStale(path string) bool {
-	var st unix.Statfs_t
-	err := unix.Statfs(path, &st)
-	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
+	return probeMount(path, probeTimeout) == mountDead
 }
 
 // record is what a daemon leaves in the runtime directory so that unmount
@@ -243,13 +310,40 @@ func processAlive(pid int) bool {
 		return false
 	}
 	// A zombie still answers kill(0); it is gone for our purposes.
+	st := procState(pid)
+	return st != 0 && st != 'Z'
+}
+
+// procState is the state letter of /proc/PID/stat (R, S, D, T, t, Z...),
+// or 0 if the process is not there.
+func procState(pid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0
 	}
 	s := string(b)
 	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
+		return s[i+2]
 	}
-	return true
+	return '?'
+}
+
+// isStopped reports whether pid is stopped by a signal or a debugger.
+func isStopped(pid int) bool {
+	st := procState(pid)
+	return st == 'T' || st == 't'
+}
+
+// whyNoAnswer says, for a message, what the daemon that did not answer a
+// probe is doing, as far as /proc tells.
+func whyNoAnswer(pid int) string {
+	switch procState(pid) {
+	case 0, 'Z':
+		return fmt.Sprintf("daemon %d is gone", pid)
+	case 'T', 't':
+		return fmt.Sprintf("daemon %d is stopped (SIGSTOP or a debugger)", pid)
+	case 'D':
+		return fmt.Sprintf("daemon %d is waiting in the kernel, on its source or disk", pid)
+	}
+	return fmt.Sprintf("daemon %d is running but does not answer", pid)
 }

@@ -18,8 +18,8 @@ type unmountOptions struct {
 
 func (o *unmountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open; the daemon exits when the last one closes")
-	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the daemon to exit")
+	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open or the daemon is stuck; the daemon exits when the last file closes")
+	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "the most the whole unmount takes, the wait for the daemon to exit included")
 }
 
 func newUnmountCommand(g *globalOptions) *cobra.Command {
@@ -44,12 +44,21 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if err != nil {
 		return err
 	}
+	if o.timeout <= 0 {
+		return usageError(fmt.Errorf("--timeout %s: want a positive duration", o.timeout))
+	}
+	// --timeout bounds the whole command: the probe, fusermount3 and the
+	// wait for the daemon.
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	mnt, err := resolvePath(args[0])
 	if err != nil {
 		return usageError(err)
 	}
 	rec, _ := readRecord(mnt)
-	if rec != nil && rec.Mountpoint != mnt {
+	// A record whose daemon is gone says nothing of what is mounted now;
+	// the kernel tells whether it is that daemon's dead mount.
+	if rec != nil && (rec.Mountpoint != mnt || !processAlive(rec.Pid)) {
 		rec = nil
 	}
 	me, mounted, err := findMount(mnt)
@@ -62,38 +71,82 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if me.FSType != fsType {
 		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
 	}
-	if isStale(mnt) {
-		if err := detach(mnt, true); err != nil {
-			return withCode(exitInternal, fmt.Errorf("cleaning the dead mount at %s: %w", mnt, err))
+	silent := false
+	switch {
+	case o.lazy:
+		// The remedy for a stuck mount asks nothing of the daemon.
+	case rec == nil:
+		// No daemon of ours on record: ask the kernel whether one is
+		// there. A probe that gets no answer keeps a reference to the
+		// mount until this process exits, which makes the mount busy.
+		switch probeMount(mnt, min(probeTimeout, o.timeout)) {
+		case mountDead:
+			return cleanDead(ctx, mnt)
+		case mountSilent:
+			silent = true
 		}
-		_ = os.Remove(recordPath(mnt))
-		fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
-		return nil
+	case isStopped(rec.Pid):
+		// Unmounting asks nothing of the daemon; the wait below says
+		// that it cannot exit while stopped.
+		log.Warn().Str("mountpoint", mnt).Msg(whyNoAnswer(rec.Pid) + "; unmounting without it")
 	}
-	if err := detach(mnt, o.lazy); err != nil {
+	if err := detachCtx(ctx, mnt, o.lazy); err != nil {
+		if errors.Is(err, unix.EBUSY) && silent {
+			return withCode(exitBusy, fmt.Errorf("%s does not answer; 'cachefs unmount --lazy %s' detaches it", mnt, mnt))
+		}
 		if errors.Is(err, unix.EBUSY) {
 			return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
 		}
+		if ctx.Err() != nil {
+			return withCode(exitTimeout, fmt.Errorf("unmounting %s took longer than %s: %w", mnt, o.timeout, err))
+		}
 		return withCode(exitInternal, err)
 	}
-	if rec == nil {
+	switch {
+	case rec == nil:
+		if r, err := readRecord(mnt); err == nil && !processAlive(r.Pid) {
+			_ = os.Remove(recordPath(mnt))
+		}
 		log.Warn().Str("mountpoint", mnt).Msg("no runtime record of this mount's daemon; not waiting for it")
 		fmt.Printf("cachefs: unmounted %s\n", mnt)
 		return nil
-	}
-	if o.lazy {
-		fmt.Printf("cachefs: detached %s; daemon %d exits when the last open file closes\n", mnt, rec.Pid)
+	case o.lazy:
+		fmt.Printf("cachefs: detached %s; %s\n", mnt, lazyFate(rec.Pid))
 		return nil
 	}
-	deadline := time.Now().Add(o.timeout)
+	return waitDaemon(ctx, mnt, rec, o.timeout)
+}
+
+// cleanDead removes the mount of a daemon that died and its record.
+func cleanDead(ctx context.Context, mnt string) error {
+	if err := detachCtx(ctx, mnt, true); err != nil {
+		return withCode(exitInternal, fmt.Errorf("cleaning the dead mount at %s: %w", mnt, err))
+	}
+	_ = os.Remove(recordPath(mnt))
+	fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
+	return nil
+}
+
+// lazyFate says when a lazily detached daemon will exit.
+func lazyFate(pid int) string {
+	if isStopped(pid) {
+		return fmt.Sprintf("daemon %d is stopped and exits once continued (SIGCONT) and the last open file closes", pid)
+	}
+	return fmt.Sprintf("daemon %d exits when the last open file closes", pid)
+}
+
+// waitDaemon waits for an unmounted daemon to exit and prints its figures.
+func waitDaemon(ctx context.Context, mnt string, rec *record, timeout time.Duration) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for processAlive(rec.Pid) {
-		if time.Now().After(deadline) {
-			return withCode(exitTimeout, fmt.Errorf("unmounted %s, but daemon %d is still running after %s", mnt, rec.Pid, o.timeout))
-		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return withCode(exitTimeout, fmt.Errorf("unmounted %s, but %s after %s", mnt, stillThere(rec.Pid), timeout))
+			}
 			return withCode(exitInterrupted, errors.New("interrupted while waiting for the daemon"))
-		case <-time.After(20 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
 	final, _ := readRecord(mnt)
@@ -104,4 +157,12 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	}
 	fmt.Printf("cachefs: unmounted %s: %s\n", mnt, figuresLine(final.Final))
 	return nil
+}
+
+// stillThere describes a daemon that outlived the wait for it.
+func stillThere(pid int) string {
+	if isStopped(pid) {
+		return fmt.Sprintf("daemon %d is stopped; it exits once continued (SIGCONT)", pid)
+	}
+	return fmt.Sprintf("daemon %d is still running", pid)
 }

@@ -35,7 +35,9 @@ func newWarmCommand(g *globalOptions) *cobra.Command {
 		Long: `Fetch the files below each PATH (inside MOUNTPOINT, or relative to it) into
 the mount's node-local cache, in parallel, the explicit equivalent of a
 stage-in without copying files twice. Demand reads of the job go first.
-Exits 0 only when everything asked for is cached; Ctrl-C stops cleanly.` + "\n" + exitStatusHelp,
+Exits 0 only when everything asked for is cached; Ctrl-C stops cleanly.
+A PATH that leaves the mount, is missing, or goes through a symbolic link
+(links are never followed: name what one points to) is a usage error.` + "\n" + exitStatusHelp,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError(fmt.Errorf("warm: MOUNTPOINT is missing (see 'cachefs warm --help')"))
@@ -62,18 +64,28 @@ func newRequest(ctx context.Context, method, path string, body any) (*http.Reque
 	return http.NewRequestWithContext(ctx, method, "http://cachefs"+path, r)
 }
 
-// relPaths turns PATH arguments into paths relative to the mount root.
+// relPaths turns PATH arguments into paths relative to the mount root. An
+// absolute PATH, or a relative one that lands in the mount from the working
+// directory, names what it names; any other relative PATH is taken from the
+// mount root as it is, so that the daemon resolves its ".." and refuses one
+// that would leave the mount.
 func relPaths(mnt string, args []string) ([]string, error) {
 	var out []string
 	for _, p := range args {
-		if abs, err := filepath.Abs(p); err == nil && within(abs, mnt) {
+		for _, part := range strings.Split(p, "/") {
+			if len(part) > maxNameLen {
+				return nil, fmt.Errorf("%s %w", p, errLongName)
+			}
+		}
+		abs, err := filepath.Abs(p)
+		switch {
+		case err == nil && within(abs, mnt):
 			out = append(out, strings.TrimPrefix(strings.TrimPrefix(abs, mnt), "/"))
-			continue
-		}
-		if filepath.IsAbs(p) {
+		case filepath.IsAbs(p):
 			return nil, fmt.Errorf("%s is not inside the mount %s", p, mnt)
+		default:
+			out = append(out, p)
 		}
-		out = append(out, filepath.Clean(p))
 	}
 	return out, nil
 }
@@ -86,13 +98,13 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 	if err != nil {
 		return usageError(err)
 	}
-	rec, err := liveRecord(mnt)
-	if err != nil {
-		return err
-	}
 	paths, err := relPaths(mnt, args[1:])
 	if err != nil {
 		return usageError(err)
+	}
+	rec, err := liveRecord(mnt)
+	if err != nil {
+		return err
 	}
 	req, err := newRequest(ctx, "POST", "/warm", warmRequest{Paths: paths, Workers: o.workers})
 	if err != nil {
@@ -139,6 +151,9 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 	}
 	if bar != nil {
 		bar.Finish()
+	}
+	if last.PathError != "" {
+		return usageError(errors.New(last.PathError))
 	}
 	secs := time.Since(start).Seconds()
 	fmt.Printf("cachefs: warmed %s: %s of %s files cached (%s), %s fetched from the source in %.1fs\n",

@@ -1,0 +1,536 @@
+package integration
+
+// Nothing the CLI does waits on a stuck daemon or a hung source without a
+// deadline; signals do what docs/operations.md says; and the command line
+// reads as documented. A stuck daemon is one stopped with SIGSTOP; a hung
+// source is the slow-source fixture, in a process of its own, stopped.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/integration/slowfs"
+	"golang.org/x/sys/unix"
+)
+
+// hangGuard only detects a hang: every command here returns in seconds
+// when it works, and used to wait forever.
+const hangGuard = 90 * time.Second
+
+// command is the exec.Cmd that e.run runs.
+func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR=")
+	if e.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
+		cmd.Dir = "/"
+	}
+	return cmd
+}
+
+// runGuarded is e.run for a command that might hang: it is killed, and the
+// test fails, once hangGuard has passed.
+func (e *env) runGuarded(args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := e.command(ctx, args...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		e.t.Fatalf("cachefs %v still running after %s: it hangs", args, hangGuard)
+	}
+	return result{code: exitCodeOf(e.t, err), stdout: out.String(), stderr: errb.String()}
+}
+
+func exitCodeOf(t testing.TB, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("running cachefs: %v", err)
+	return -1
+}
+
+// stopProcess stops pid with SIGSTOP until the test ends (or the test
+// continues it earlier), and waits until it is stopped.
+func stopProcess(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last first: this one runs before those that wait for
+	// the process to exit.
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	waitFor(t, fmt.Sprintf("process %d to stop", pid), func() bool { return procStateOf(pid) == 'T' })
+}
+
+func procStateOf(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	return s[i+2]
+}
+
+// waitFor polls cond until it holds, failing the test after hangGuard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", hangGuard, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// smallSource makes a source directory with one file, f.
+func smallSource(t *testing.T, e *env) (src string) {
+	src = filepath.Join(e.tmp, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("contents"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func TestUnmountLazyOfStoppedDaemon(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	pid, _ := e.mount(src, mnt)
+	stopProcess(t, pid)
+	start := time.Now()
+	r := e.runGuarded("unmount", "--lazy", mnt)
+	t.Logf("unmount --lazy of a stopped daemon took %v", time.Since(start).Round(time.Millisecond))
+	if r.code != 0 || isMounted(mnt) {
+		t.Fatalf("unmount --lazy of a stopped daemon: exit %d, mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "stopped") {
+		t.Errorf("unmount --lazy should say the daemon is stopped: %q", r.stdout)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	if !waitGone(pid, hangGuard) {
+		t.Error("the daemon did not exit once continued")
+	}
+}
+
+func TestUnmountTimeoutOfStoppedDaemon(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	pid, _ := e.mount(src, mnt)
+	stopProcess(t, pid)
+	r := e.runGuarded("unmount", "--timeout", "3s", mnt)
+	// The kernel unmounts without asking the daemon; the daemon cannot
+	// exit while stopped, so the wait for it times out.
+	if r.code != 10 || isMounted(mnt) {
+		t.Fatalf("unmount --timeout 3s of a stopped daemon: exit %d (want 10), mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "stopped") {
+		t.Errorf("the error should say the daemon is stopped: %q", r.stderr)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	if !waitGone(pid, hangGuard) {
+		t.Error("the daemon did not exit once continued")
+	}
+}
+
+func TestMountOverStoppedDaemon(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	pid, _ := e.mount(src, mnt)
+	stopProcess(t, pid)
+	r := e.runGuarded("mount", src, mnt, "--cache-dir", filepath.Join(e.tmp, "cache2"))
+	if r.code != 5 || !strings.Contains(r.stderr, "already mounted") {
+		t.Errorf("mount over a stopped daemon's mount: exit %d (want 5)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	e.unmount(mnt)
+}
+
+func TestControlOfStoppedDaemon(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	pid, _ := e.mount(src, mnt)
+	stopProcess(t, pid)
+	for _, args := range [][]string{{"status", mnt}, {"warm", mnt}} {
+		r := e.runGuarded(args...)
+		if r.code != 6 || !strings.Contains(r.stderr, "does not answer") && !strings.Contains(r.stderr, "stopped answering") {
+			t.Errorf("cachefs %v on a stopped daemon: exit %d (want 6)\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	e.unmount(mnt)
+}
+
+// The slow-source fixture runs in a process of its own (this test binary,
+// re-run as a helper) so that the test can stop it: a source whose server
+// answers nothing, like a hung NFS or Lustre server.
+const slowfsHelperEnv = "CACHEFS_TEST_SLOWFS_HELPER"
+
+// TestSlowfsHelperProcess is not a test: run by startSlowfs, it serves
+// the fixture until SIGTERM. Run by go test, it returns at once.
+func TestSlowfsHelperProcess(t *testing.T) {
+	src, mnt := os.Getenv(slowfsHelperEnv), os.Getenv(slowfsHelperEnv+"_MNT")
+	if src == "" {
+		return
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	sfs, err := slowfs.Mount(src, mnt, slowfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	<-term
+	if err := sfs.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startSlowfs serves src at mnt through the fixture in its own process and
+// session (a stopped process in a process group the kernel finds orphaned
+// gets SIGHUP, which would end it), and stops it cleanly at the end.
+func startSlowfs(t *testing.T, src, mnt string) (pid int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSlowfsHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), slowfsHelperEnv+"="+src, slowfsHelperEnv+"_MNT="+mnt)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(hangGuard):
+			t.Errorf("slowfs helper %d did not stop; killing it", cmd.Process.Pid)
+			cmd.Process.Kill()
+			<-done
+		}
+		if isMounted(mnt) {
+			t.Errorf("slowfs left %s mounted; detaching", mnt)
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				ready <- true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(hangGuard):
+		t.Fatal("the slowfs helper did not come up")
+	}
+	return cmd.Process.Pid
+}
+
+// childOf finds a running child of parent that runs the cachefs binary.
+func childOf(parent int) int {
+	for _, pid := range leftoverDaemons() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// waitsOnFUSE reports whether a thread of pid waits for a FUSE server's
+// answer.
+func waitsOnFUSE(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+	for _, w := range tasks {
+		if b, _ := os.ReadFile(w); strings.Contains(string(b), "request_wait_answer") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMountInterruptedOnHungSource(t *testing.T) {
+	e := newEnv(t)
+	data := smallSource(t, e)
+	slow := filepath.Join(e.tmp, "slow")
+	mnt := filepath.Join(e.tmp, "mnt")
+	for _, d := range []string{slow, mnt} {
+		os.Mkdir(d, 0o755)
+	}
+	stopProcess(t, startSlowfs(t, data, slow))
+
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := e.command(ctx, "mount", slow, mnt, "--cache-dir", filepath.Join(e.tmp, "cache"))
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var daemon int
+	waitFor(t, "the daemon to wait on the hung source", func() bool {
+		if daemon == 0 {
+			daemon = childOf(cmd.Process.Pid)
+		}
+		return daemon != 0 && waitsOnFUSE(daemon)
+	})
+	t.Cleanup(func() {
+		if processAlive(daemon) {
+			t.Errorf("daemon %d left running; killing it", daemon)
+			syscall.Kill(daemon, syscall.SIGKILL)
+		}
+	})
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	code := exitCodeOf(t, cmd.Wait())
+	t.Logf("cachefs mount returned %v after SIGINT", time.Since(sent).Round(time.Millisecond))
+	if ctx.Err() != nil {
+		t.Fatalf("cachefs mount ignored SIGINT for %s", hangGuard)
+	}
+	if code != 130 || strings.Count(errb.String(), "\n") != 1 || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("interrupted mount: exit %d (want 130 and one line)\n%s%s", code, out.String(), errb.String())
+	}
+	if isMounted(mnt) {
+		t.Error("an interrupted mount left the mountpoint mounted")
+		unix.Unmount(mnt, unix.MNT_DETACH)
+	}
+	if !waitGone(daemon, hangGuard) {
+		t.Error("the daemon outlived the interrupted mount")
+	}
+}
+
+func TestDaemonOutlivesSignals(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.tmp, "src")
+	os.Mkdir(src, 0o755)
+	want := make([]byte, 8<<20)
+	for i := range want {
+		want[i] = byte(i * 7 / 3)
+	}
+	os.WriteFile(filepath.Join(src, "rec"), want, 0o644)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	pid, _ := e.mount(src, mnt, "--cache-dir", cache, "--prefetch", "off", "--read-ahead", "0")
+
+	f, err := os.Open(filepath.Join(mnt, "rec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(want))
+	if _, err := f.ReadAt(got[:1<<20], 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2} {
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The daemon handles signals in the order they came: once the last
+	// one is in the log, all were dealt with.
+	logFile := filepath.Join(cache, "cachefs.log")
+	waitFor(t, "the daemon to log SIGUSR2", func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), "signal=SIGUSR2") || !processAlive(pid)
+	})
+	b, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(b), "status: served") || !strings.Contains(string(b), "signal=SIGHUP") {
+		t.Errorf("the log should have SIGUSR1's status line and a line for SIGHUP:\n%s", b)
+	}
+	if _, err := f.ReadAt(got[1<<20:], 1<<20); err != nil {
+		t.Fatalf("reading on after the signals: %v", err)
+	}
+	if string(got) != string(want) {
+		t.Error("bytes read across the signals differ from the source")
+	}
+	if !processAlive(pid) || !isMounted(mnt) {
+		t.Fatal("the daemon or its mount is gone")
+	}
+	f.Close()
+	e.unmount(mnt)
+}
+
+func TestPassthroughValueAfterSpace(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	for _, c := range []struct {
+		value string
+		want  bool
+		says  string
+	}{
+		{"off", false, "--passthrough=off"},
+		{"on", true, "passthrough on"},
+	} {
+		mnt := filepath.Join(e.tmp, "mnt-"+c.value)
+		e.mount(src, mnt, "--cache-dir", filepath.Join(e.tmp, "cache-"+c.value), "--passthrough", c.value)
+		m := statusOf(t, e, mnt)
+		if mode, _ := m["open_mode"].(string); m["passthrough"] != c.want || !strings.Contains(mode, c.says) {
+			t.Errorf("--passthrough %s: passthrough %v, open mode %q", c.value, m["passthrough"], mode)
+		}
+		e.unmount(mnt)
+	}
+}
+
+func TestWarmPaths(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.tmp, "src")
+	for _, d := range []string{"a/sub", "b"} {
+		os.MkdirAll(filepath.Join(src, d), 0o755)
+	}
+	for _, f := range []string{"a/x", "a/sub/y", "b/z"} {
+		os.WriteFile(filepath.Join(src, f), []byte(f), 0o644)
+	}
+	os.Symlink("a", filepath.Join(src, "link"))
+	os.Symlink("/etc", filepath.Join(src, "out"))
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(src, mnt)
+
+	for _, c := range []struct{ path, says string }{
+		{"../../etc", "leaves the mount"},
+		{"/etc", "not inside the mount"},
+		{"a/../../..", "leaves the mount"},
+		{"link", "symbolic link"},
+		{"link/x", "symbolic link"},
+		{"out", "symbolic link"},
+		{"a/x/y", "not a directory"},
+		{"nope", "no such file"},
+		{strings.Repeat("n", 300), "longer than 255 bytes"},
+	} {
+		r := e.runGuarded("warm", mnt, c.path)
+		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.says) {
+			t.Errorf("warm %q: exit %d (want 2, one line saying %q, nothing on stdout)\nstdout: %q\nstderr: %q", c.path, r.code, c.says, r.stdout, r.stderr)
+		}
+	}
+	for _, c := range []struct{ path, says string }{
+		{"a", "2 of 2 files"},
+		{"a/sub/..", "2 of 2 files"},
+		{filepath.Join(mnt, "b"), "1 of 1 files"},
+	} {
+		r := e.runGuarded("warm", mnt, c.path)
+		if r.code != 0 || !strings.Contains(r.stdout, c.says) {
+			t.Errorf("warm %q: exit %d, want 0 and %q\n%s%s", c.path, r.code, c.says, r.stdout, r.stderr)
+		}
+	}
+	e.unmount(mnt)
+}
+
+// hangsUser is the ordinary user this file's tests create and remove.
+const hangsUser = "cachefs-hangs"
+
+// ordinaryUser creates hangsUser for the test and makes /dev/fuse usable
+// by it (0666, as distributions ship it), undoing both at the end.
+func ordinaryUser(t *testing.T) *syscall.Credential {
+	t.Helper()
+	if _, err := exec.LookPath("fusermount3"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root and fusermount3 (Debian package fuse3)")
+		}
+		t.Skip("needs root and fusermount3 (Debian package fuse3)")
+	}
+	exec.Command("userdel", hangsUser).Run()
+	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", hangsUser).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", hangsUser).Run() })
+	out, err := exec.Command("id", "-u", hangsUser).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	out, err = exec.Command("id", "-g", hangsUser).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	var st unix.Stat_t
+	if err := unix.Stat("/dev/fuse", &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o006 != 0o006 {
+		if err := os.Chmod("/dev/fuse", 0o666); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod("/dev/fuse", os.FileMode(st.Mode&0o7777)) })
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+func TestFusermountReasonShown(t *testing.T) {
+	if b, err := os.ReadFile("/etc/fuse.conf"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.TrimSpace(l) == "user_allow_other" {
+				t.Fatal("/etc/fuse.conf allows allow_other to every user; this test needs it refused")
+			}
+		}
+	}
+	cred := ordinaryUser(t)
+	base, err := os.MkdirTemp("", "cachefs-hangs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	src := filepath.Join(base, "src")
+	os.Mkdir(src, 0o755)
+	mnt := filepath.Join(base, "mnt")
+	home := filepath.Join(base, "home")
+	for _, d := range []string{mnt, home} {
+		os.Mkdir(d, 0o755)
+		os.Chown(d, int(cred.Uid), int(cred.Gid))
+	}
+	e := &env{t: t, tmp: home, cred: cred}
+	r := e.runGuarded("mount", src, mnt, "--allow-other")
+	if isMounted(mnt) {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		t.Fatal("--allow-other without user_allow_other mounted")
+	}
+	t.Logf("cachefs mount --allow-other as %s: exit %d: %s", hangsUser, r.code, r.stderr)
+	if r.code != 6 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "fusermount3: option allow_other only allowed if 'user_allow_other' is set") || strings.Contains(r.stderr, "exited with code") {
+		t.Errorf("want exit 6 and fusermount3's reason on one line; got exit %d:\n%s", r.code, r.stderr)
+	}
+}
