@@ -217,4 +217,3 @@ func logACLs(log zerolog.Logger, s *snapshot.Snapshot, shared bool) {
 		log.Info().Int64("acl_entries", with).Msg("the kernel enforces the source's POSIX ACLs")
 	}
 }
-
