@@ -43,6 +43,8 @@ func attrOf(t *testing.T, path string) snapshot.Attr {
 func craftIndex(t *testing.T, src, path string, entries []snapshot.Entry) {
 	t.Helper()
 	b := snapshot.NewBuilder()
+	// A crafter claims whatever a shared mount asks of an index.
+	b.SetACLsRecorded()
 	b.SetDir(0, entries)
 	s, err := b.Build(attrOf(t, src))
 	if err != nil {

@@ -120,6 +120,14 @@ func (b *Builder) InternACL(a ACL) uint32 {
 	return b.acls.intern(a)
 }
 
+// SetACLsRecorded marks the snapshot as holding every entry's ACLs, so
+// that a mount other users can reach may serve it.
+func (b *Builder) SetACLsRecorded() {
+	b.mu.Lock()
+	b.aclsRecorded = true
+	b.mu.Unlock()
+}
+
 // SetRootACL records the root directory's ACL value from InternACL.
 func (b *Builder) SetRootACL(v uint32) {
 	b.mu.Lock()
@@ -166,6 +174,11 @@ func (s *Snapshot) aclValue(k uint32) []byte {
 	}
 	return s.aclData[s.aclOff[k]:s.aclOff[k+1]]
 }
+
+// ACLsRecorded reports whether the walk asked for every entry's ACLs. A
+// snapshot taken without them holds none and suits only a private mount,
+// whose user the source itself refuses what an ACL refuses.
+func (s *Snapshot) ACLsRecorded() bool { return s.aclsRecorded }
 
 // HasACLs reports whether any entry carries an ACL or unrecorded access
 // control.
@@ -255,6 +268,9 @@ func (s *Snapshot) validateACL() error {
 	}
 	if len(s.aclOff) < 2 || s.aclOff[0] != 0 || s.aclOff[1] != 0 || len(s.aclSets) == 0 || s.aclSets[0] != (aclSet{}) {
 		return errors.New("ACL tables lack their empty first value")
+	}
+	if !s.aclsRecorded && (len(s.acl) != 0 || len(s.aclSets) != 1 || len(s.aclOff) != 2) {
+		return errors.New("ACL tables in an index whose walk recorded no ACLs")
 	}
 	nvals := uint32(len(s.aclOff) - 1)
 	for k := 1; k < len(s.aclOff); k++ {

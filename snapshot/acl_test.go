@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -81,7 +82,7 @@ func TestWalkRecordsACLs(t *testing.T) {
 	setACL(t, p("dir"), XattrACLAccess, denyACL(4343))
 	setACL(t, p("dir"), XattrACLDefault, denyACL(4242))
 
-	s, err := Walk(context.Background(), root, WalkOptions{Walkers: 4})
+	s, err := Walk(context.Background(), root, WalkOptions{Walkers: 4, ACLs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +151,7 @@ func TestSnapshotWithoutACLsPaysNothing(t *testing.T) {
 // change it) but a Shared view shows it to its owner only, without ACLs.
 func TestSharedRestrictsUnrecorded(t *testing.T) {
 	b := NewBuilder()
+	b.SetACLsRecorded()
 	acl := denyACL(7)
 	es := []Entry{
 		{Name: "nfs4", Dir: NoDir, Attr: Attr{Mode: ModeReg | 0o644, Ino: 2}, ACL: b.InternACL(ACL{Access: acl, Unrecorded: true})},
@@ -205,6 +207,7 @@ func TestSharedRestrictsUnrecorded(t *testing.T) {
 func TestValidateACL(t *testing.T) {
 	mk := func() *Snapshot {
 		b := NewBuilder()
+		b.SetACLsRecorded()
 		b.SetDir(0, []Entry{{Name: "f", Dir: NoDir, Attr: Attr{Mode: ModeReg | 0o644, Ino: 2}, ACL: b.InternACL(ACL{Access: denyACL(7)})}})
 		s, err := b.Build(Attr{Mode: ModeDir | 0o755, Ino: 1})
 		if err != nil {
@@ -275,6 +278,7 @@ func withACLOnEveryEntry(s *Snapshot) {
 	b := NewBuilder()
 	v := b.InternACL(ACL{Access: denyACL(4242)})
 	b.takeACLs(s)
+	s.aclsRecorded = true
 	s.acl = make([]uint32, s.Len())
 	for i := range s.acl {
 		s.acl[i] = v
@@ -310,6 +314,7 @@ func BenchmarkSnapshotMemoryACL(b *testing.B) {
 // leave every ACL accessor in range, in a Shared view too.
 func TestIndexACLNoPanic(t *testing.T) {
 	b := NewBuilder()
+	b.SetACLsRecorded()
 	d := b.NewDir()
 	b.SetDir(0, []Entry{
 		{Name: "d", Dir: d, Attr: Attr{Mode: ModeDir | 0o755, Ino: 2}, ACL: b.InternACL(ACL{Access: denyACL(1), Default: denyACL(2)})},
@@ -382,6 +387,52 @@ func TestRecordACLWithoutGetxattrat(t *testing.T) {
 		set := s.aclSets[v&^aclUnrecorded]
 		if got := s.aclValue(set.Access); v&aclUnrecorded != 0 || !bytes.Equal(got, readACL(t, f, XattrACLAccess)) {
 			t.Errorf("without getxattrat %v: recorded %x (value %x)", noAt, got, v)
+		}
+	}
+}
+
+// TestWalkACLsOption: without WalkOptions.ACLs the walk records no ACL and
+// says so, in the snapshot and in its index; with it, it records them and
+// says that. An index that claims no ACLs but carries some is refused.
+func TestWalkACLsOption(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "denied"), []byte("x"), 0o644)
+	os.Mkdir(filepath.Join(root, "dir"), 0o755)
+	setACL(t, filepath.Join(root, "denied"), XattrACLAccess, denyACL(4242))
+	setACL(t, filepath.Join(root, "dir"), XattrACLDefault, denyACL(4243))
+	for _, record := range []bool{false, true} {
+		s, err := Walk(context.Background(), root, WalkOptions{Walkers: 2, ACLs: record})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.ACLsRecorded() != record || s.HasACLs() != record {
+			t.Errorf("ACLs %v: recorded %v, has ACLs %v", record, s.ACLsRecorded(), s.HasACLs())
+		}
+		var buf bytes.Buffer
+		info, err := EncodeIndex(&buf, s, IndexInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded, linfo, err := DecodeIndex(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ACLs != record || linfo.ACLs != record || loaded.ACLsRecorded() != record {
+			t.Errorf("ACLs %v: index says %v, loaded %v, snapshot %v", record, info.ACLs, linfo.ACLs, loaded.ACLsRecorded())
+		}
+		if i, _ := loaded.Lookup(0, "denied"); (loaded.ACL(i).Access != nil) != record {
+			t.Errorf("ACLs %v: loaded ACL of denied %+v", record, loaded.ACL(i))
+		}
+		if !record {
+			continue
+		}
+		flags := preambleSize + headerFixed - 8
+		for _, f := range []byte{0, 2} {
+			b := bytes.Clone(buf.Bytes())
+			b[flags] = f
+			if _, _, err := DecodeIndex(resum(b)); !errors.Is(err, ErrIndexCorrupt) {
+				t.Errorf("flags %d on an index with ACLs: %v, want corrupt", f, err)
+			}
 		}
 	}
 }

@@ -32,6 +32,8 @@ type Builder struct {
 	errors  int64
 	acls    aclTable
 	rootACL uint32
+	// aclsRecorded is set when every entry's ACLs were asked for.
+	aclsRecorded bool
 }
 
 // NewBuilder returns a Builder whose root directory has id 0.
@@ -158,6 +160,7 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 	s.nameOff = append(s.nameOff, uint32(len(s.names)))
 	s.targets = []byte(targetBytes.String())
 	b.takeACLs(s)
+	s.aclsRecorded = b.aclsRecorded
 	s.stats.Entries = int64(len(s.mode))
 	s.stats.Errors = b.errors
 	if len(s.mode) != n {

@@ -20,7 +20,8 @@ package snapshot
 //	  the seven Stats counters (int64), then the element counts of the
 //	  sections: entries, name bytes, owners, links, target bytes, rdevs,
 //	  ACL column (0 or entries), ACL pairs, ACL offsets, ACL bytes
-//	  (uint64), then source length and host length (uint32), then the
+//	  (uint64), flags (uint64; bit 0: the walk recorded ACLs, and an
+//	  index without it holds none), then source length and host length (uint32), then the
 //	  source path and host name bytes, zero-padded to 8
 //	sections, in a fixed order, each:
 //	  id (uint32), element size (uint32), element count (uint64), the raw
@@ -76,7 +77,13 @@ const (
 	preambleSize  = 32
 	trailerSize   = 8
 	sectionHdrLen = 16
-	headerFixed   = 8 * (6 + 7 + 10) // int64/uint64 fields before the two string lengths
+	headerFixed   = 8 * (6 + 7 + 10 + 1) // int64/uint64 fields before the two string lengths
+)
+
+// Header flags.
+const (
+	flagACLs   = 1 << iota // the walk recorded every entry's ACLs
+	knownFlags = flagACLs
 )
 
 // Errors of ReadIndex and DecodeIndex; each is wrapped with the file and the
@@ -103,7 +110,10 @@ type IndexInfo struct {
 	RootMtime    int64         // the source root's mtime, ns
 	RootCtime    int64         // the source root's ctime, ns
 	Stats        Stats         // Stats.Errors is the walker's error count
-	Size         int64         // bytes of the index file (set by WriteIndex and ReadIndex)
+	// ACLs reports that the walk recorded POSIX ACLs; only such an index
+	// may serve a mount other users can reach.
+	ACLs bool
+	Size int64 // bytes of the index file (set by WriteIndex and ReadIndex)
 }
 
 // Age is how long ago, relative to now, the walk began; never negative.
@@ -233,6 +243,7 @@ func EncodeIndex(w io.Writer, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	info.RootMtime = s.mtime[0]
 	info.RootCtime = s.ctime[0]
 	info.Stats = s.stats
+	info.ACLs = s.aclsRecorded
 
 	hdr := encodeHeader(s, info)
 	total := int64(preambleSize + len(hdr) + trailerSize)
@@ -353,6 +364,11 @@ func encodeHeader(s *Snapshot, info IndexInfo) []byte {
 	for _, id := range []int{secMode, secNames, secOwners, secLinks, secTargets, secRdevs, secACL, secACLSets, secACLOff, secACLData} {
 		h = le.AppendUint64(h, c[id])
 	}
+	var flags uint64
+	if info.ACLs {
+		flags |= flagACLs
+	}
+	h = le.AppendUint64(h, flags)
 	h = le.AppendUint32(h, uint32(len(info.Source)))
 	h = le.AppendUint32(h, uint32(len(info.Host)))
 	h = append(h, info.Source...)
@@ -473,6 +489,11 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	}
 	counts[secNames], counts[secOwners], counts[secLinks], counts[secTargets], counts[secRdevs] = u(14), u(15), u(16), u(17), u(18)
 	counts[secACL], counts[secACLSets], counts[secACLOff], counts[secACLData] = u(19), u(20), u(21), u(22)
+	flags := u(23)
+	if flags&^knownFlags != 0 {
+		return bad("unknown header flags %#x", flags)
+	}
+	info.ACLs = flags&flagACLs != 0
 	slen, hostLen := int(le.Uint32(h[headerFixed:])), int(le.Uint32(h[headerFixed+4:]))
 	if headerFixed+8+slen+hostLen > hlen {
 		return bad("source and host names overrun the header")
@@ -506,7 +527,7 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 		return bad("%d bytes after the last section", len(body)-off)
 	}
 
-	s := &Snapshot{stats: info.Stats}
+	s := &Snapshot{stats: info.Stats, aclsRecorded: info.ACLs}
 	if alias {
 		// The arrays point into data; it stays alive as long as they do.
 		s.names = raw[secNames]

@@ -121,6 +121,9 @@ type Snapshot struct {
 	aclSets []aclSet
 	aclOff  []uint32
 	aclData []byte
+	// aclsRecorded says the walk asked for every entry's ACLs; without
+	// them the tables above are empty.
+	aclsRecorded bool
 	// shared marks a view made by Shared.
 	shared bool
 

@@ -32,6 +32,13 @@ type WalkOptions struct {
 	// Progress, if set, is updated while walking.
 	Progress *Progress
 	Logger   zerolog.Logger
+	// ACLs makes the walk record POSIX ACLs, at one more metadata call per
+	// entry (two per directory). Only a mount other users can reach needs
+	// them: a private mount's daemon opens files with its user's own
+	// credentials, so the source refuses it whatever an ACL refuses, and
+	// root is not subject to ACLs at all. An index, which may later serve
+	// a shared mount, needs them too.
+	ACLs bool
 }
 
 // statBatch is how many names one task lstats. Large directories are split
@@ -73,7 +80,10 @@ func Walk(ctx context.Context, root string, opts WalkOptions) (*Snapshot, error)
 		rootDev: st.Dev,
 	}
 	w.cond = sync.NewCond(&w.mu)
-	w.b.SetRootACL(w.recordACL(unix.AT_FDCWD, "", root, &st, make([]byte, aclScratch)))
+	if opts.ACLs {
+		w.b.SetACLsRecorded()
+		w.b.SetRootACL(w.recordACL(unix.AT_FDCWD, "", root, &st, make([]byte, aclScratch)))
+	}
 	w.push(task{dir: &dirState{fd: rootFd, id: 0, path: root}})
 
 	var wg sync.WaitGroup
@@ -216,7 +226,10 @@ func (w *walker) list(d *dirState) {
 // publishes the listing and queues the subdirectories.
 func (w *walker) stat(t task) {
 	d := t.dir
-	aclBuf := make([]byte, aclScratch)
+	var aclBuf []byte
+	if w.opts.ACLs {
+		aclBuf = make([]byte, aclScratch)
+	}
 	for k, name := range t.names {
 		e := &d.entries[t.lo+k]
 		e.Name = name
@@ -229,7 +242,9 @@ func (w *walker) stat(t task) {
 			continue
 		}
 		e.Attr = attrFromStat(&st, w.rootDev)
-		e.ACL = w.recordACL(d.fd, d.path, name, &st, aclBuf)
+		if w.opts.ACLs {
+			e.ACL = w.recordACL(d.fd, d.path, name, &st, aclBuf)
+		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
 			target, err := readlinkat(d.fd, name, st.Size)

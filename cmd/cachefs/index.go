@@ -32,7 +32,7 @@ type indexOptions struct {
 func (o *indexOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.path, "index", "", "load the snapshot from this index file (from 'cachefs snapshot' or --save-index) instead of walking SOURCE")
 	f.Var(&o.maxAge, "max-index-age", "refuse an --index whose walk is older than this (90m, 12h, 7d); a kept --reuse-index this old is re-walked (default: no limit)")
-	f.StringVar(&o.savePath, "save-index", "", "after walking SOURCE, also write the snapshot to this index file, e.g. on shared storage for other nodes")
+	f.StringVar(&o.savePath, "save-index", "", "after walking SOURCE, also write the snapshot to this index file, e.g. on shared storage for other nodes; the walk then records POSIX ACLs, as 'cachefs snapshot' does, so that the index can serve --allow-other mounts")
 	f.BoolVar(&o.reuse, "reuse-index", false, "keep an index in the cache directory and load it instead of walking while SOURCE's root keeps its inode, device, mtime and ctime")
 }
 
@@ -64,8 +64,11 @@ func absPath(p string) string {
 
 // snapshot walks src, or loads the snapshot from an index. Errors carry exit
 // codes: exitIndex for anything about an index, exitUsage for flags that do
-// not go together; walk errors are left to the caller.
-func (o *indexOptions) snapshot(ctx context.Context, log zerolog.Logger, src, cacheDir string, root *unix.Stat_t, wo snapshot.WalkOptions) (*snapshot.Snapshot, error) {
+// not go together; walk errors are left to the caller. A shared mount
+// (--allow-other) needs a snapshot with ACLs; a walk for --save-index
+// records them whatever the mount, since an index is made once for many
+// mounts.
+func (o *indexOptions) snapshot(ctx context.Context, log zerolog.Logger, src, cacheDir string, root *unix.Stat_t, shared bool, wo snapshot.WalkOptions) (*snapshot.Snapshot, error) {
 	if o.path != "" && o.reuse {
 		return nil, usageError(errors.New("--index and --reuse-index exclude each other: --index names the index to load"))
 	}
@@ -73,11 +76,11 @@ func (o *indexOptions) snapshot(ctx context.Context, log zerolog.Logger, src, ca
 		return nil, usageError(errors.New("--save-index writes the index of a walk, and --index skips the walk; to copy an index, copy the file"))
 	}
 	if o.path != "" {
-		return o.load(log, src, root)
+		return o.load(log, src, root, shared)
 	}
 	kept := filepath.Join(cacheDir, keptIndexName)
 	if o.reuse {
-		if s, info, ok := o.reuseKept(log, src, kept, root); ok {
+		if s, info, ok := o.reuseKept(log, src, kept, root, shared || o.savePath != ""); ok {
 			if o.savePath != "" {
 				if err := saveIndex(log, o.savePath, s, info); err != nil {
 					return nil, err
@@ -89,6 +92,7 @@ func (o *indexOptions) snapshot(ctx context.Context, log zerolog.Logger, src, ca
 
 	start := time.Now()
 	rootDev := root.Dev
+	wo.ACLs = wo.ACLs || o.savePath != ""
 	s, err := snapshot.Walk(ctx, src, wo)
 	if err != nil {
 		return nil, err
@@ -119,9 +123,10 @@ func saveIndex(log zerolog.Logger, path string, s *snapshot.Snapshot, info snaps
 	return nil
 }
 
-// load reads the index named by --index and checks that it belongs to src.
-// The one metadata call it makes on the source is a stat of its root.
-func (o *indexOptions) load(log zerolog.Logger, src string, root *unix.Stat_t) (*snapshot.Snapshot, error) {
+// load reads the index named by --index and checks that it belongs to src,
+// and that it holds ACLs when the mount is shared. The one metadata call it
+// makes on the source is a stat of its root.
+func (o *indexOptions) load(log zerolog.Logger, src string, root *unix.Stat_t, shared bool) (*snapshot.Snapshot, error) {
 	start := time.Now()
 	s, info, err := snapshot.ReadIndex(o.path)
 	if err != nil {
@@ -132,6 +137,10 @@ func (o *indexOptions) load(log zerolog.Logger, src string, root *unix.Stat_t) (
 		return nil, withCode(exitIndex, fmt.Errorf("%w; %s", err, hint))
 	}
 	loadSecs := time.Since(start).Seconds()
+	if shared && !info.ACLs {
+		return nil, withCode(exitIndex, fmt.Errorf("snapshot index %s was made without POSIX ACLs (kept by a mount without --allow-other), so an --allow-other mount cannot enforce them; rebuild it with 'cachefs snapshot %s -o %s'",
+			o.path, info.Source, o.path))
+	}
 	age := info.Age(time.Now())
 	if o.maxAge > 0 && age > time.Duration(o.maxAge) {
 		return nil, withCode(exitIndex, fmt.Errorf("snapshot index %s is too old: its walk of %s began %s ago (%s), over --max-index-age %s; rebuild it with 'cachefs snapshot %s -o %s'",
@@ -158,8 +167,9 @@ func (o *indexOptions) load(log zerolog.Logger, src string, root *unix.Stat_t) (
 }
 
 // reuseKept loads the index kept in the cache directory if the source's root
-// still matches it. Any problem means a walk, never a failed mount.
-func (o *indexOptions) reuseKept(log zerolog.Logger, src, kept string, root *unix.Stat_t) (*snapshot.Snapshot, snapshot.IndexInfo, bool) {
+// still matches it, and it holds ACLs when they are needed (a private mount
+// keeps one without). Any problem means a walk, never a failed mount.
+func (o *indexOptions) reuseKept(log zerolog.Logger, src, kept string, root *unix.Stat_t, needACLs bool) (*snapshot.Snapshot, snapshot.IndexInfo, bool) {
 	s, info, err := snapshot.ReadIndex(kept)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -183,6 +193,9 @@ func (o *indexOptions) reuseKept(log zerolog.Logger, src, kept string, root *uni
 	age := info.Age(time.Now())
 	if o.maxAge > 0 && age > time.Duration(o.maxAge) {
 		why = append(why, fmt.Sprintf("it is %s old, over --max-index-age %s", roundAge(age), o.maxAge))
+	}
+	if needACLs && !info.ACLs {
+		why = append(why, "it was made without POSIX ACLs, which --allow-other and --save-index need")
 	}
 	if len(why) > 0 {
 		log.Info().Str("reason", strings.Join(why, "; ")).Msg("the kept index is stale: walking")

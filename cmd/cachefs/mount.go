@@ -55,7 +55,7 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.IntVar(&o.walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
 	f.BoolVar(&o.foreground, "foreground", false, "stay attached: serve until unmounted or interrupted")
-	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
+	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root); the walk then records POSIX ACLs for the kernel to enforce")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "node-local directory for the cache and the daemon log (default: $TMPDIR/cachefs-UID/NAME-HASH)")
 	f.StringVar(&o.logFile, "log-file", "", "daemon log file (default: CACHE-DIR/cachefs.log)")
 	f.StringVar(&o.cacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
@@ -87,6 +87,12 @@ from memory: the source sees no stat, lookup, readdir or readlink again.
 MOUNTPOINT is created if missing and must be empty. A mount left behind by a
 killed daemon is cleaned first. Symlinks in SOURCE and MOUNTPOINT are
 resolved first: the mount is made, reported and found at the real path.
+
+With --allow-other the walk also records POSIX ACLs (one more metadata call
+per entry) and the kernel enforces them for every user. A mount without it
+is reachable by its own user only, whom the source refuses whatever an ACL
+refuses when the daemon opens a file, so it skips them. For the same reason
+--allow-other refuses an --index made without ACLs (exit status 11).
 
 The default cache directory, under the shared $TMPDIR, is used only if it
 is yours, mode 0700 and not a symlink; anything else there fails with
@@ -545,7 +551,8 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	start := time.Now()
 	prog := &snapshot.Progress{}
 	stopProgress := showProgress(prog, rep.progress)
-	snap, err := o.index.snapshot(ctx, log, src, o.cacheDir, &rootSt, snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log})
+	wo := snapshot.WalkOptions{Walkers: o.walkers, Progress: prog, Logger: log, ACLs: o.allowOther}
+	snap, err := o.index.snapshot(ctx, log, src, o.cacheDir, &rootSt, o.allowOther, wo)
 	stopProgress()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -48,6 +48,11 @@ beside it and renamed into place, so a mount never reads a partial index. It
 records the source path, the host, the time and duration of the walk and the
 number of entries the walk could not read.
 
+The walk always records POSIX ACLs (one more metadata call per entry, two per
+directory), even though a mount without --allow-other does not need them: an
+index is one walk for many nodes, and any of them may mount it with
+--allow-other, which refuses an index without ACLs.
+
 With --check, load INDEX, walk its source again (the path recorded in the
 index, or SOURCE when given, e.g. where a node mounts it elsewhere) and report
 the entries added, removed and changed since the index was made: type, size,
@@ -119,7 +124,7 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 	}
 
 	start := time.Now()
-	s, err := walkShowing(ctx, log, src, o.walkers)
+	s, err := walkShowing(ctx, log, src, o.walkers, true)
 	if err != nil {
 		return err
 	}
@@ -137,11 +142,11 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 }
 
 // walkShowing walks src with the mount's progress line on a terminal.
-func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int) (*snapshot.Snapshot, error) {
+func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int, acls bool) (*snapshot.Snapshot, error) {
 	prog := &snapshot.Progress{}
 	term := newTermReporter()
 	stopProgress := showProgress(prog, term.progress)
-	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log})
+	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log, ACLs: acls})
 	stopProgress()
 	term.clear()
 	if err != nil {
@@ -177,7 +182,8 @@ func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args 
 			idx, info.Source, info.RootIno, src, st.Ino))
 	}
 	start := time.Now()
-	cur, err := walkShowing(ctx, log, src, o.walkers)
+	// Diff compares no ACLs, so the walk need not read them.
+	cur, err := walkShowing(ctx, log, src, o.walkers, false)
 	if err != nil {
 		return err
 	}
