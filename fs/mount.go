@@ -26,6 +26,10 @@ const forever = 10 * 365 * 24 * time.Hour
 // ErrMount wraps failures of the mount system call or of fusermount.
 var ErrMount = errors.New("mount failed")
 
+// ErrNoACLs refuses to share a snapshot whose walk did not record ACLs:
+// other users would be checked against mode bits alone.
+var ErrNoACLs = errors.New("a mount shared with other users needs a snapshot with ACLs recorded")
+
 // Config describes one mount.
 type Config struct {
 	Snapshot *snapshot.Snapshot
@@ -76,6 +80,9 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen}
 	snap := cfg.Snapshot
 	if cfg.AllowOther {
+		if !snap.ACLsRecorded() {
+			return nil, ErrNoACLs
+		}
 		snap = snap.Shared()
 	}
 	logACLs(cfg.Logger, snap, cfg.AllowOther)
