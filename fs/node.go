@@ -1,57 +1,134 @@
 package fs
 
 import (
-	"context"
-	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/cachefs/cachefs/snapshot"
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
-// tree is what every node of one mount shares.
-type tree struct {
+// rawFS answers the kernel's requests straight from the snapshot. A node id
+// is a snapshot index plus one (the root, index 0, is FUSE_ROOT_ID), so a
+// looked-up entry costs the daemon nothing: no object per entry, nothing
+// to free on FORGET, and nothing the garbage collector scans.
+//
+// Requests it does not implement get the embedded default's ENOSYS, which
+// the kernel takes for "not supported, never ask again" (ACCESS, STATX,
+// LSEEK, FSYNC, locks).
+type rawFS struct {
+	fuse.RawFileSystem
 	snap    *snapshot.Snapshot
 	content Content
 	m       *Mount
+	// xattrs is false when the snapshot holds no extended attribute for
+	// any entry: GETXATTR and LISTXATTR then answer ENOSYS once and the
+	// kernel stops sending them, so ls -l costs no round trip per file.
+	xattrs bool
+	// srv is set before the first request is served.
+	srv *fuse.Server
+	// io holds each file's passthrough decision (see ioModes).
+	io    ioModes
+	files fileTable
 }
 
-// node is one snapshot entry as go-fuse sees it. It holds no metadata of its
-// own: everything is read from the snapshot on demand, so a node costs the
-// go-fuse Inode plus two words.
-type node struct {
-	gofs.Inode
-	t   *tree
-	idx uint32
-	// ioMode is decided at the first open of the inode in this mount and
-	// kept: the kernel fails an open with EIO when it would mix passthrough
-	// and ordinary opens of one inode, and it drops an ordinary open's
-	// claim only some time after close, so counting open handles in the
-	// daemon races with it. A file complete at its first open is read in
-	// passthrough from then on; one that is not stays on the page cache and
-	// splice path for the rest of the mount.
-	ioMode atomic.Int32
+var _ fuse.RawFileSystem = (*rawFS)(nil)
+
+func newRawFS(snap *snapshot.Snapshot, content Content, m *Mount) *rawFS {
+	t := &rawFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), snap: snap, content: content, m: m,
+		xattrs: snap.HasACLs(), files: fileTable{open: map[uint64]*openFile{}, backing: map[uint32]*backing{}}}
+	if m.passthrough {
+		t.io = make(ioModes, (snap.Len()+15)/16)
+	}
+	return t
 }
 
-const (
-	ioUndecided int32 = iota
-	ioPassthrough
-	ioPlain
-)
+func (t *rawFS) String() string { return "cachefs" }
 
-var (
-	_ gofs.NodeLookuper       = (*node)(nil)
-	_ gofs.NodeGetattrer      = (*node)(nil)
-	_ gofs.NodeOpendirHandler = (*node)(nil)
-	_ gofs.NodeReadlinker     = (*node)(nil)
-	_ gofs.NodeStatfser       = (*node)(nil)
-	_ gofs.NodeGetxattrer     = (*node)(nil)
-	_ gofs.NodeListxattrer    = (*node)(nil)
-	_ gofs.NodeOpener         = (*node)(nil)
-)
+// entry turns a node id back into a snapshot index.
+func (t *rawFS) entry(nodeid uint64) (uint32, bool) {
+	if nodeid == 0 || nodeid > uint64(t.snap.Len()) {
+		return 0, false
+	}
+	return uint32(nodeid - 1), true
+}
+
+// errStale answers a node id that no entry has; the kernel only sends ids
+// it was given, so this is a bug or a forged request.
+const errStale = fuse.Status(syscall.ESTALE)
+
+// fillEntry describes entry idx to the kernel for good: the snapshot never
+// changes during a mount.
+func (t *rawFS) fillEntry(out *fuse.EntryOut, idx uint32) {
+	out.NodeId = uint64(idx) + 1
+	out.Generation = 1
+	fillAttr(&out.Attr, t.snap.Attr(idx))
+	out.SetEntryTimeout(forever)
+	out.SetAttrTimeout(forever)
+}
+
+// Lookup is a binary search among the directory's children. A name that is
+// not there is a negative entry the kernel keeps as long as the mount.
+func (t *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	dir, ok := t.entry(h.NodeId)
+	if !ok {
+		return errStale
+	}
+	var c uint32
+	switch name {
+	case ".":
+		c, ok = dir, true
+	case "..":
+		c, ok = t.snap.Parent(dir), true
+	default:
+		c, ok = t.snap.Lookup(dir, name)
+	}
+	if !ok {
+		*out = fuse.EntryOut{}
+		out.SetEntryTimeout(forever)
+		return fuse.OK
+	}
+	t.fillEntry(out, c)
+	return fuse.OK
+}
+
+// Forget has nothing to free: node ids are snapshot indexes.
+func (t *rawFS) Forget(nodeid, nlookup uint64) {}
+
+func (t *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	idx, ok := t.entry(in.NodeId)
+	if !ok {
+		return errStale
+	}
+	fillAttr(&out.Attr, t.snap.Attr(idx))
+	out.SetTimeout(forever)
+	return fuse.OK
+}
+
+func (t *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	idx, ok := t.entry(h.NodeId)
+	if !ok {
+		return nil, errStale
+	}
+	if t.snap.Mode(idx)&snapshot.ModeType != snapshot.ModeLink {
+		return nil, fuse.EINVAL
+	}
+	return []byte(t.snap.Target(idx)), fuse.OK
+}
+
+// StatFs describes the snapshot, not the source: asking the source would be
+// a metadata call, and a read-only view has no free space to offer anyway.
+func (t *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	st := t.snap.Stats()
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = uint64(st.Bytes+4095) / 4096
+	out.Files = uint64(st.Entries)
+	out.NameLen = snapshot.MaxNameLen
+	return fuse.OK
+}
 
 // fillAttr copies snapshot attributes into the kernel's form.
 func fillAttr(out *fuse.Attr, a snapshot.Attr) {
@@ -67,6 +144,7 @@ func fillAttr(out *fuse.Attr, a snapshot.Attr) {
 	// Applications size their I/O buffers by st_blksize; 128 KiB matches the
 	// kernel's default FUSE read size.
 	out.Blksize = 128 << 10
+	out.Rdev = 0
 	if a.Rdev != 0 {
 		// The kernel decodes FUSE's rdev with new_decode_dev, a 32-bit
 		// encoding unlike glibc's 64-bit st_rdev.
@@ -86,147 +164,50 @@ func splitNs(ns int64) (uint64, uint32) {
 	return uint64(sec), uint32(nsec)
 }
 
-func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	c, ok := n.t.snap.Lookup(n.idx, name)
-	if !ok {
-		return nil, syscall.ENOENT
-	}
-	a := n.t.snap.Attr(c)
-	fillAttr(&out.Attr, a)
-	child := &node{t: n.t, idx: c}
-	return n.NewInode(ctx, child, stableAttr(c, a)), 0
+// name returns entry i's name without copying it: the arena never changes
+// and the caller copies the bytes into the reply.
+func (t *rawFS) name(i uint32) string {
+	b := t.snap.NameBytes(i)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// stableAttr is the go-fuse identity of entry idx. go-fuse hands back an
-// already registered node for an identity it knows, so the identity must
-// follow the snapshot entry: keyed by inode number alone, a second name for
-// one inode number (a hard link, or a crafted index) would reach the node
-// of the first, and serve its path. Gen carries the entry index, which is
-// never 0 below the root (the root's Gen is 0), so no two entries share an
-// identity; Ino stays the snapshot's inode number, because go-fuse reports
-// StableAttr.Ino as st_ino and hard links should keep showing one number.
-// The kernel keys its inodes by go-fuse's node ids, which are allocated per
-// node, so a shared st_ino folds nothing there either.
-func stableAttr(idx uint32, a snapshot.Attr) gofs.StableAttr {
-	ino := a.Ino
-	if ino == ^uint64(0) {
-		// Reserved by go-fuse, which panics on it; 0 asks it for a number.
-		ino = 0
-	}
-	return gofs.StableAttr{Mode: a.Mode & snapshot.ModeType, Ino: ino, Gen: uint64(idx)}
-}
+// ioModes packs a 2-bit passthrough decision per entry (see
+// fileTable.passthrough): a quarter of a byte per entry, allocated only
+// when passthrough is on.
+type ioModes []atomic.Uint32
 
-func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(&out.Attr, n.t.snap.Attr(n.idx))
-	return 0
-}
-
-func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	if n.t.snap.Mode(n.idx)&snapshot.ModeType != snapshot.ModeLink {
-		return nil, syscall.EINVAL
-	}
-	return []byte(n.t.snap.Target(n.idx)), 0
-}
-
-// Statfs describes the snapshot, not the source: asking the source would be
-// a metadata call, and a read-only view has no free space to offer anyway.
-func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	st := n.t.snap.Stats()
-	out.Bsize = 4096
-	out.Frsize = 4096
-	out.Blocks = uint64(st.Bytes+4095) / 4096
-	out.Files = uint64(st.Entries)
-	out.NameLen = snapshot.MaxNameLen
-	return 0
-}
-
-// Getxattr answers from the snapshot: the walk records POSIX ACLs and no
-// other attribute (each would be one more round trip per entry), so
-// everything else is "none", from memory, and ls -l and friends never reach
-// the source. The kernel asks for an inode's ACL once and caches it.
-func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	acl := n.t.snap.ACL(n.idx)
-	var v []byte
-	switch attr {
-	case snapshot.XattrACLAccess:
-		v = acl.Access
-	case snapshot.XattrACLDefault:
-		v = acl.Default
-	}
-	if v == nil {
-		return 0, syscall.ENODATA
-	}
-	if len(dest) < len(v) {
-		return uint32(len(v)), syscall.ERANGE
-	}
-	return uint32(copy(dest, v)), 0
-}
-
-// Listxattr names the ACLs the entry has, NUL-terminated as listxattr(2)
-// returns them.
-func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	acl := n.t.snap.ACL(n.idx)
-	var list []byte
-	if acl.Access != nil {
-		list = append(append(list, snapshot.XattrACLAccess...), 0)
-	}
-	if acl.Default != nil {
-		list = append(append(list, snapshot.XattrACLDefault...), 0)
-	}
-	if len(dest) < len(list) {
-		return uint32(len(list)), syscall.ERANGE
-	}
-	return uint32(copy(dest, list)), 0
-}
-
-func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if !snapshot.Attr.IsDir(n.t.snap.Attr(n.idx)) {
-		return nil, 0, syscall.ENOTDIR
-	}
-	return &dirHandle{t: n.t, idx: n.idx}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// dirHandle streams a directory's children from the snapshot, after "." and
-// ".." as a local filesystem lists them. Offsets are stream positions plus
-// one (0 means the start), so seeks are exact.
-type dirHandle struct {
-	t   *tree
-	idx uint32
-	mu  sync.Mutex
-	pos uint32
-}
-
-var (
-	_ gofs.FileReaddirenter = (*dirHandle)(nil)
-	_ gofs.FileSeekdirer    = (*dirHandle)(nil)
+const (
+	ioUndecided uint32 = iota
+	ioPassthrough
+	ioPlain
 )
 
-func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := d.t.snap
-	var e fuse.DirEntry
-	switch d.pos {
-	case 0:
-		e = fuse.DirEntry{Name: ".", Mode: snapshot.ModeDir, Ino: s.Ino(d.idx)}
-	case 1:
-		e = fuse.DirEntry{Name: "..", Mode: snapshot.ModeDir, Ino: s.Ino(s.Parent(d.idx))}
-	default:
-		lo, hi := s.Children(d.idx)
-		c := lo + d.pos - 2
-		if c >= hi {
-			return nil, 0
-		}
-		e = fuse.DirEntry{Name: s.Name(c), Mode: s.Mode(c), Ino: s.Ino(c)}
-	}
-	d.pos++
-	e.Off = uint64(d.pos)
-	return &e, 0
+func (m ioModes) load(idx uint32) uint32 {
+	return m[idx/16].Load() >> (2 * (idx % 16)) & 3
 }
 
-func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	d.mu.Lock()
-	d.pos = uint32(off)
-	d.mu.Unlock()
-	return 0
+// decide sets idx's mode if it is still undecided and returns the mode
+// that holds.
+func (m ioModes) decide(idx uint32, mode uint32) uint32 {
+	w, shift := &m[idx/16], 2*(idx%16)
+	for {
+		old := w.Load()
+		if cur := old >> shift & 3; cur != ioUndecided {
+			return cur
+		}
+		if w.CompareAndSwap(old, old|mode<<shift) {
+			return mode
+		}
+	}
+}
+
+// demote turns idx from passthrough to plain for the rest of the mount.
+func (m ioModes) demote(idx uint32) {
+	w, shift := &m[idx/16], 2*(idx%16)
+	for {
+		old := w.Load()
+		if w.CompareAndSwap(old, old&^(3<<shift)|ioPlain<<shift) {
+			return
+		}
+	}
 }

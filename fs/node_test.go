@@ -130,10 +130,3 @@ func TestListingThenLookupKeepsEntries(t *testing.T) {
 		}
 	}
 }
-
-func TestStableAttrReservedIno(t *testing.T) {
-	a := stableAttr(5, snapshot.Attr{Mode: snapshot.ModeReg | 0o644, Ino: ^uint64(0)})
-	if a.Ino != 0 || a.Gen != 5 || a.Reserved() {
-		t.Errorf("stable attr %+v for the reserved inode number", a)
-	}
-}
