@@ -4,16 +4,27 @@
 //
 // # Metadata
 //
-// Nodes are created lazily in Lookup from the snapshot; a node is the
-// go-fuse Inode plus the snapshot index it stands for. Lookup, getattr,
-// readdir, readlink, statfs and xattr calls are answered from memory and
-// never reach the source. Because the snapshot never changes during a mount,
-// every kernel cache is told to keep what it has for good: entry, attribute
-// and negative timeouts are effectively infinite, directories are opened with
+// The adapter implements go-fuse's raw protocol interface
+// (fuse.RawFileSystem) over the snapshot, with no Go object per entry: a
+// FUSE node id is a snapshot index plus one, so LOOKUP is a binary search
+// among a directory's children, FORGET frees nothing, GETATTR, READDIR,
+// READDIRPLUS and READLINK read the snapshot's columns, and directory
+// listings keep no state (an offset is a position in the listing). Memory
+// does not grow with the entries the kernel has looked up, and nothing of
+// it is for the garbage collector to scan. None of these calls reaches the
+// source. Because the snapshot never changes during a mount, every kernel
+// cache is told to keep what it has for good: entry, attribute and negative
+// timeouts are effectively infinite, directories are opened with
 // FOPEN_CACHE_DIR, files with FOPEN_KEEP_CACHE, and symlink targets are
-// cached. Inode numbers are the source's, so hard links show one st_ino;
-// the go-fuse identity of a node is its snapshot entry (stableAttr), so no
-// name reaches the node of another entry that shares its inode number.
+// cached. st_ino is the source's inode number, so hard links show one
+// st_ino, while the kernel's identity of a node is its snapshot entry, so
+// no name reaches the node (or the contents) of another entry that shares
+// its inode number.
+//
+// Extended attributes: the walk records POSIX ACLs only. A snapshot without
+// any answers the first GETXATTR and LISTXATTR with ENOSYS, which the kernel
+// remembers, so ls -l costs no round trip per file; one with ACLs is
+// answered from memory and the kernel enforces them (EnableAcl).
 //
 // # Contents
 //
