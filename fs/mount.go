@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,9 +117,8 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 		// leaving it off saves that request per inode.
 		EnableAcl: snap.HasACLs(),
 	}
-	// Whatever built the snapshot (a walk, an index read) left garbage
-	// that the heap would otherwise keep as RSS for the whole job.
-	debug.FreeOSMemory()
+	gogc := settleMemory()
+	cfg.Logger.Debug().Int("gogc", gogc).Msg("garbage of the snapshot build returned; collector target set")
 	var srv *fuse.Server
 	said, err := withFusermountSaid(func() (err error) {
 		if srv, err = fuse.NewServer(t, mountpoint, &opts); err != nil {

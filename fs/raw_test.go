@@ -171,6 +171,8 @@ func TestLookedUpEntriesCostNoHeap(t *testing.T) {
 	s := wideTree(t, n, nil)
 	mnt := mountSnapshot(t, s)
 	heap := func() uint64 {
+		// Twice: sync.Pool keeps what it held until the second collection.
+		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -186,8 +188,11 @@ func TestLookedUpEntriesCostNoHeap(t *testing.T) {
 	if _, err := os.ReadDir(filepath.Join(mnt, "d")); err != nil {
 		t.Fatal(err)
 	}
+	// go-fuse's request buffers (1 MiB each) may stay allocated; entries
+	// must not add to them (a node object per entry was about 450 bytes).
+	const buffers = 4 << 20
 	grew := int64(heap()) - int64(before)
-	if per := float64(grew) / n; per > 16 {
-		t.Errorf("the heap grew %d bytes (%.0f per entry) for %d looked-up entries, want no per-entry objects", grew, per, n)
+	if grew > buffers+16*n {
+		t.Errorf("the heap grew %d bytes (%.0f per entry) for %d looked-up entries, want no per-entry objects", grew, float64(grew)/n, n)
 	}
 }
