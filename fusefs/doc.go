@@ -1,4 +1,4 @@
-// Package fs is the FUSE adapter of cachefs: the only package that imports
+// Package fusefs is the FUSE adapter of cachefs: the only package that imports
 // go-fuse. It serves a snapshot.Snapshot as a read-only tree and hands file
 // contents to a Content implementation.
 //
@@ -48,4 +48,4 @@
 // Content and snapshot errors are Go errors; errno() is the one place that
 // maps them to errnos, and the boundary logs once with op, path, offset and
 // length.
-package fs
+package fusefs

@@ -1,4 +1,4 @@
-package fs
+package fusefs
 
 import (
 	"errors"
@@ -133,9 +133,9 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 		// go-fuse reports a failed fusermount3 by its exit status only;
 		// the reason is what fusermount3 printed.
 		if said != "" {
-			return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, said)
+			return nil, fmt.Errorf("fusefs: %w at %s: %s", ErrMount, mountpoint, said)
 		}
-		return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, strings.TrimSpace(err.Error()))
+		return nil, fmt.Errorf("fusefs: %w at %s: %s", ErrMount, mountpoint, strings.TrimSpace(err.Error()))
 	}
 	m.srv = srv
 	return m, nil
