@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/cachefs/cachefs/blockcache"
-	cfs "github.com/cachefs/cachefs/fs"
+	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"

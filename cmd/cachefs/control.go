@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/cachefs/cachefs/blockcache"
-	cfs "github.com/cachefs/cachefs/fs"
+	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/rs/zerolog"

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	cfs "github.com/cachefs/cachefs/fs"
+	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/privdir"
 	"github.com/cachefs/cachefs/snapshot"
