@@ -642,6 +642,14 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	rep.ready(ready)
 
 	served := make(chan struct{})
+	if wv != nil {
+		go wv.watch(served, func() {
+			log.Info().Msg("the writable view was unmounted: unmounting the read-only layer")
+			if err := detach(fuseMnt, true); err != nil {
+				log.Error().Err(err).Msg("lazy unmount failed")
+			}
+		})
+	}
 	go func() {
 		select {
 		case <-served:

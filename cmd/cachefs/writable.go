@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -88,6 +89,33 @@ func (w *writableView) unmount(log zerolog.Logger) {
 	}
 }
 
+// watch calls gone once the view is no longer mounted at its mountpoint
+// (an administrator's umount, a cleaner's lazy detach), so the daemon does
+// not serve a read-only layer nobody can reach. It returns when stop closes.
+func (w *writableView) watch(stop <-chan struct{}, gone func()) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for {
+		// mountinfo flags POLLPRI on every change of the mount table; the
+		// timeout only bounds how late stop is noticed.
+		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI}}, 500)
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if me, ok, err := findMount(w.mnt); err == nil && !(ok && isWritableView(me)) {
+			gone()
+			return
+		}
+		_, _ = f.Seek(0, 0)
+		_, _ = io.Copy(io.Discard, f)
+	}
+}
+
 func (w *writableView) record() *writableRecord {
 	return &writableRecord{Kind: w.kind, Dir: w.layout.Dir, Lower: w.layout.Lower, Upper: w.layout.Upper}
 }
@@ -116,11 +144,18 @@ func unmountWritable(o *unmountOptions, mnt string, rec *record) error {
 		return nil
 	}
 	if _, ok, _ := findMount(rec.Writable.Lower); ok {
-		if err := detach(rec.Writable.Lower, true); err != nil {
+		if err := detach(rec.Writable.Lower, true); err != nil && lowerMounted(rec.Writable.Lower) {
 			return withCode(exitInternal, fmt.Errorf("unmounting the read-only layer %s: %w", rec.Writable.Lower, err))
 		}
 	}
 	return nil
+}
+
+// lowerMounted reports whether a read-only layer is still mounted: the
+// daemon detaches it itself once it sees its view go.
+func lowerMounted(lower string) bool {
+	_, ok, _ := findMount(lower)
+	return ok
 }
 
 // settleUpper says what happens to the changes after an unmount: kept for
