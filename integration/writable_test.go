@@ -279,6 +279,10 @@ func TestPush(t *testing.T) {
 	// Another job lands its version after this mount's snapshot.
 	os.WriteFile(filepath.Join(src, "conflict.txt"), []byte("v2 from another job"), 0o644)
 
+	if r := e.run("status", mnt); r.code != 0 || !strings.Contains(r.stdout, "changed files") {
+		t.Errorf("status of a writable mount does not count its changes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	r := e.run("push", "--dry-run", mnt)
 	if r.code != 13 || !strings.Contains(r.stdout, "copied\tnew.txt") || !strings.Contains(r.stdout, "would push") {
 		t.Errorf("push --dry-run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -505,4 +509,42 @@ func execAs(cred *syscall.Credential, name string, args ...string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	cmd.Dir = "/"
 	return cmd.Run()
+}
+
+// TestUnprivilegedWritable: a user who may not mount overlayfs gets the
+// writable view from fuse-overlayfs, and pushes into a SOURCE of theirs.
+func TestUnprivilegedWritable(t *testing.T) {
+	cred := requireUnprivileged(t)
+	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+		t.Fatal("fuse-overlayfs is needed (apt-get install fuse-overlayfs)")
+	}
+	base, err := os.MkdirTemp("", "cachefs-unpriv-rw-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	src, mnt, home := filepath.Join(base, "src"), filepath.Join(base, "mnt"), filepath.Join(base, "home")
+	os.MkdirAll(filepath.Join(src, "ds"), 0o755)
+	os.WriteFile(filepath.Join(src, "ds", "info.json"), []byte("{}"), 0o644)
+	for _, d := range []string{src, filepath.Join(src, "ds"), filepath.Join(src, "ds", "info.json"), mnt, home} {
+		os.MkdirAll(d, 0o755)
+		os.Chown(d, int(cred.Uid), int(cred.Gid))
+	}
+	e := &env{t: t, tmp: home, cred: cred}
+	_, summary := e.mount(src, mnt, "--writable")
+	if !strings.Contains(summary, "fuse-overlayfs") {
+		t.Errorf("an unprivileged writable mount should use fuse-overlayfs: %q", summary)
+	}
+	if err := execAs(cred, "sh", "-c", "echo new > "+filepath.Join(mnt, "ds", "new.json")); err != nil {
+		t.Fatalf("writing as the user: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "ds", "new.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the write reached the source before a push: %v", err)
+	}
+	r := e.run("unmount", "--push", mnt)
+	if r.code != 0 || isMounted(mnt) {
+		t.Fatalf("unmount --push as the user: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	fileIs(t, filepath.Join(src, "ds", "new.json"), []byte("new\n"))
 }

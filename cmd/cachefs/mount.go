@@ -620,6 +620,9 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	started := time.Now()
 	state := &daemonState{src: src, mnt: mnt, cacheDir: o.cacheDir, logFile: o.logFile, started: started,
 		snap: snap, m: m, cache: cache, content: content, pf: pf, passthrough: ptOK, openMode: why, log: log}
+	if wv != nil {
+		state.upper = wv.layout.Upper
+	}
 	signals.serving(log, func() string { return figuresLine(ptr(state.status())) })
 	stopControl, err := serveControl(state)
 	if err != nil {

@@ -173,6 +173,9 @@ func printStatus(r *statusReply) {
 	if r.OpenMode != "" {
 		fmt.Fprintf(tw, "opens\t%s\n", r.OpenMode)
 	}
+	if w := r.Writable; w != nil {
+		fmt.Fprintf(tw, "writable\t%s changed files (%s) not pushed yet, in %s\n", humanize.Comma(w.Files), humanize.IBytes(uint64(w.Bytes)), w.Upper)
+	}
 	tw.Flush()
 }
 

@@ -203,3 +203,19 @@ func unmountView(ctx context.Context, g *globalOptions, o *unmountOptions, mnt s
 	fmt.Printf("cachefs: %s\n", settleUpper(rec.Writable, o.keep, o.push))
 	return nil
 }
+
+// writableStatus is what status reports of a writable view: the changes
+// a push would consider (regular files in the upper layer).
+type writableStatus struct {
+	Upper string `json:"upper"`
+	Files int64  `json:"files"`
+	Bytes int64  `json:"bytes"`
+}
+
+func upperStatus(upper string) *writableStatus {
+	if upper == "" {
+		return nil
+	}
+	files, bytes, _ := overlay.Usage(upper)
+	return &writableStatus{Upper: upper, Files: files, Bytes: bytes}
+}
