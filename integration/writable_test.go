@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -375,8 +376,13 @@ func TestPushConcurrentOnePath(t *testing.T) {
 		t.Errorf("the source holds %d bytes that are neither version", len(got))
 	}
 	noTemps(t, src)
+	// The loser's unmount --push reports the conflict again, unmounts,
+	// and keeps its version for a later push --force.
 	for _, m := range mnts {
-		e.unmount(m)
+		r := e.run("unmount", "--push", m)
+		if isMounted(m) || (r.code != 0 && (r.code != 13 || !strings.Contains(r.stdout, "kept"))) {
+			t.Errorf("unmount --push %s: exit %d, mounted %v\n%s%s", m, r.code, isMounted(m), r.stdout, r.stderr)
+		}
 	}
 }
 
@@ -536,6 +542,12 @@ func TestUnprivilegedWritable(t *testing.T) {
 	if !strings.Contains(summary, "fuse-overlayfs") {
 		t.Errorf("an unprivileged writable mount should use fuse-overlayfs: %q", summary)
 	}
+	if opts := mountOptionsAt(t, mnt); strings.Contains(opts, "allow_other") {
+		t.Errorf("a private writable view is open to other users: %s", opts)
+	}
+	if r := e.run("status", mnt); r.code != 0 || !strings.Contains(r.stdout, "writable") {
+		t.Errorf("status as the user: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if err := execAs(cred, "sh", "-c", "echo new > "+filepath.Join(mnt, "ds", "new.json")); err != nil {
 		t.Fatalf("writing as the user: %v", err)
 	}
@@ -547,4 +559,70 @@ func TestUnprivilegedWritable(t *testing.T) {
 		t.Fatalf("unmount --push as the user: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	fileIs(t, filepath.Join(src, "ds", "new.json"), []byte("new\n"))
+}
+
+// TestWritableKill9ThenRemount: a daemon killed with its view mounted
+// leaves the changes on the node; unmount cleans both layers, and the next
+// writable mount over the same cache directory adopts the changes, which
+// push then lands.
+func TestWritableKill9ThenRemount(t *testing.T) {
+	e := newEnv(t)
+	src := writableSource(t, e, map[string]string{"a": "a"})
+	mnt, cache := filepath.Join(e.tmp, "mnt"), filepath.Join(e.tmp, "cache")
+	pid, _ := e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	os.WriteFile(filepath.Join(mnt, "survivor"), []byte("kept"), 0o644)
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(pid, 10*time.Second)
+	r := e.run("unmount", mnt)
+	if r.code != 0 || isMounted(mnt) || isMounted(filepath.Join(cache, "writable", "lower")) {
+		t.Fatalf("unmount after kill -9: exit %d, view mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	}
+	e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	if b, _ := os.ReadFile(filepath.Join(mnt, "survivor")); string(b) != "kept" {
+		t.Errorf("the changes of the killed mount are gone: %q", b)
+	}
+	if r := e.run("unmount", "--push", mnt); r.code != 0 {
+		t.Fatalf("unmount --push: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	fileIs(t, filepath.Join(src, "survivor"), []byte("kept"))
+}
+
+// TestWritableFullUpper: when the cache disk fills, the writer gets ENOSPC
+// and the mount keeps serving reads.
+func TestWritableFullUpper(t *testing.T) {
+	e := newEnv(t)
+	src := writableSource(t, e, map[string]string{"a": strings.Repeat("a", 100_000)})
+	cache := filepath.Join(e.tmp, "cache")
+	os.Mkdir(cache, 0o700)
+	if err := unix.Mount("tmpfs", cache, "tmpfs", 0, "size=4m,mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(cache, unix.MNT_DETACH)
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	err := os.WriteFile(filepath.Join(mnt, "big"), randomBytes(8<<20), 0o644)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("writing more than the cache disk holds: %v, want ENOSPC", err)
+	}
+	fileIs(t, filepath.Join(mnt, "a"), []byte(strings.Repeat("a", 100_000)))
+	os.Remove(filepath.Join(mnt, "big"))
+	e.unmount(mnt)
+}
+
+// mountOptionsAt returns the mount and super options of the topmost mount
+// at mnt, from /proc/self/mountinfo.
+func mountOptionsAt(t *testing.T, mnt string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && f[4] == mnt {
+			opts = f[5] + " " + f[len(f)-1]
+		}
+	}
+	return opts
 }

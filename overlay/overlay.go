@@ -47,7 +47,8 @@ const (
 	KindFuse   = "fuse-overlayfs" // the FUSE implementation, for other users
 )
 
-// FsName is the source field mountinfo shows for a writable view.
+// FsName is the source field mountinfo shows for a kernel writable view
+// (fuse-overlayfs ignores the name it is given).
 const FsName = "cachefs-writable"
 
 // ErrUnavailable is returned when neither implementation can be used.
@@ -160,7 +161,7 @@ func Mount(kind string, l Layout, target string, allowOther bool) error {
 		// fuse-overlayfs serves in the background once the mount is up.
 		// Without allow_other only this user reaches it, as the private
 		// mount below.
-		opts := l.options() + ",fsname=" + FsName
+		opts := l.options()
 		if allowOther {
 			opts += ",allow_other,default_permissions"
 		}

@@ -50,7 +50,7 @@ func liveRecord(mnt string) (*record, error) {
 	if err != nil {
 		return nil, withCode(exitInternal, err)
 	}
-	if !mounted || me.FSType != fsType {
+	if !mounted || (me.FSType != fsType && !isWritableView(me)) {
 		return nil, withCode(exitNotMounted, fmt.Errorf("%s is not a cachefs mount", mnt))
 	}
 	rec, err := readRecord(mnt)

@@ -23,7 +23,7 @@ func (o *unmountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open or the daemon is stuck; the daemon exits when the last file closes")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "the most the whole unmount takes, the wait for the daemon to exit included")
-	f.BoolVar(&o.push, "push", false, "writable mounts: push the changes to SOURCE first (see 'cachefs push'); nothing is unmounted if the push fails")
+	f.BoolVar(&o.push, "push", false, "writable mounts: push the changes to SOURCE first (see 'cachefs push'); with conflicts (exit 13) the changes are kept as with --keep; if the push fails otherwise nothing is unmounted")
 	f.BoolVar(&o.keep, "keep", false, "writable mounts: keep the changes for a later mount over the same cache directory instead of discarding them")
 	o.pushOpt.AddFlags(f)
 }

@@ -107,7 +107,7 @@ func (w *writableView) watch(stop <-chan struct{}, gone func()) {
 			return
 		default:
 		}
-		if me, ok, err := findMount(w.mnt); err == nil && !(ok && isWritableView(me)) {
+		if me, ok, err := findMount(w.mnt); err == nil && !(ok && overlay.IsWritableFSType(me.FSType)) {
 			gone()
 			return
 		}
@@ -125,9 +125,18 @@ func (w *writableView) describe() string {
 }
 
 // isWritableView reports whether a mountinfo entry is a writable view of
-// cachefs's.
+// cachefs's: a kernel overlay carries cachefs's name; fuse-overlayfs
+// ignores the name it is given, so its view is known by this user's mount
+// record (which a daemon that died leaves behind).
 func isWritableView(me mountEntry) bool {
-	return overlay.IsWritableFSType(me.FSType) && me.Source == overlay.FsName
+	switch me.FSType {
+	case overlay.KindKernel:
+		return me.Source == overlay.FsName
+	case "fuse." + overlay.KindFuse:
+		rec, _ := readRecord(me.Mountpoint)
+		return rec != nil && rec.Mountpoint == me.Mountpoint && rec.Writable != nil && rec.Writable.Kind == overlay.KindFuse
+	}
+	return false
 }
 
 // unmountWritable detaches a writable view and then the read-only mount
@@ -182,26 +191,42 @@ func settleUpper(w *writableRecord, keep, pushed bool) string {
 // there if the push does not succeed), then the view, then the read-only
 // mount below, and says what became of the changes.
 func unmountView(ctx context.Context, g *globalOptions, o *unmountOptions, mnt string, rec *record) error {
+	keep, conflict := o.keep, error(nil)
 	if o.push {
 		if rec == nil {
 			return withCode(exitNotMounted, fmt.Errorf("%s: its daemon is gone; nothing pushed or unmounted", mnt))
 		}
-		if err := pushRecord(ctx, g, &o.pushOpt, rec); err != nil {
+		// Conflicts are settled: everything else landed, and the
+		// conflicting files are kept for a later push --force. Any other
+		// failure leaves the mount as it was.
+		err := pushRecord(ctx, g, &o.pushOpt, rec)
+		if exitCode(err) != exitConflict && err != nil {
 			return err
 		}
+		conflict = err
+		keep = keep || err != nil
 	}
 	if err := unmountWritable(o, mnt, rec); err != nil {
 		return err
 	}
 	if rec == nil || rec.Writable == nil {
+		// A daemon that died leaves its read-only layer behind the view.
+		if dead, _ := readRecord(mnt); dead != nil && dead.Mountpoint == mnt && dead.Writable != nil && !processAlive(dead.Pid) {
+			if lowerMounted(dead.Writable.Lower) {
+				_ = detach(dead.Writable.Lower, true)
+			}
+			_ = os.Remove(recordPath(mnt))
+			fmt.Printf("cachefs: cleaned %s: its daemon had died; the changes stay in %s for the next mount over that cache directory\n", mnt, dead.Writable.Upper)
+			return nil
+		}
 		fmt.Printf("cachefs: unmounted %s\n", mnt)
 		return nil
 	}
 	if err := waitDaemon(ctx, mnt, rec, o.timeout); err != nil {
 		return err
 	}
-	fmt.Printf("cachefs: %s\n", settleUpper(rec.Writable, o.keep, o.push))
-	return nil
+	fmt.Printf("cachefs: %s\n", settleUpper(rec.Writable, keep, o.push))
+	return conflict
 }
 
 // writableStatus is what status reports of a writable view: the changes
