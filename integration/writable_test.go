@@ -626,3 +626,29 @@ func mountOptionsAt(t *testing.T, mnt string) string {
 	}
 	return opts
 }
+
+// TestWritableKeep: unmount --keep keeps the changes for the next mount
+// over the same cache directory; a plain unmount then discards them.
+func TestWritableKeep(t *testing.T) {
+	e := newEnv(t)
+	src := writableSource(t, e, map[string]string{"a": "a"})
+	mnt, cache := filepath.Join(e.tmp, "mnt"), filepath.Join(e.tmp, "cache")
+	e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	os.WriteFile(filepath.Join(mnt, "later"), []byte("later"), 0o644)
+	r := e.run("unmount", "--keep", mnt)
+	if r.code != 0 || !strings.Contains(r.stdout, "kept 1 changed files") {
+		t.Fatalf("unmount --keep: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	if b, _ := os.ReadFile(filepath.Join(mnt, "later")); string(b) != "later" {
+		t.Errorf("kept change not seen by the next mount: %q", b)
+	}
+	if r := e.unmount(mnt); !strings.Contains(r.stdout, "discarded 1 changed files") {
+		t.Errorf("unmount: %q", r.stdout)
+	}
+	e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	if _, err := os.Stat(filepath.Join(mnt, "later")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a discarded change came back: %v", err)
+	}
+	e.unmount(mnt)
+}
