@@ -193,3 +193,16 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Errorf("dry run created n: %v", err)
 	}
 }
+
+// The same bytes written on SOURCE since the snapshot (another job made
+// the same repair) are not a conflict.
+func TestSameContentNoConflict(t *testing.T) {
+	f := newFixture(t, map[string]string{"events.tsv": "broken"})
+	write(t, filepath.Join(f.upper, "events.tsv"), "repaired")
+	write(t, filepath.Join(f.upper, "new.json"), "{}")
+	write(t, filepath.Join(f.src, "events.tsv"), "repaired")
+	write(t, filepath.Join(f.src, "new.json"), "{}")
+	if r := f.run(t, Options{}); r.Conflicts != 0 || r.Unchanged != 2 {
+		t.Errorf("result %+v: want both unchanged", r)
+	}
+}
