@@ -652,3 +652,35 @@ func TestWritableKeep(t *testing.T) {
 	}
 	e.unmount(mnt)
 }
+
+// TestWritableUnavailable: a user who may not mount overlayfs and has no
+// fuse-overlayfs gets one line and exit 6, and nothing is mounted.
+func TestWritableUnavailable(t *testing.T) {
+	cred := requireUnprivileged(t)
+	base, err := os.MkdirTemp("", "cachefs-unpriv-nowr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	src, mnt, home := filepath.Join(base, "src"), filepath.Join(base, "mnt"), filepath.Join(base, "home")
+	for _, d := range []string{src, mnt, home} {
+		os.MkdirAll(d, 0o755)
+		os.Chown(d, int(cred.Uid), int(cred.Gid))
+	}
+	e := &env{t: t, tmp: home, cred: cred}
+	cmd := exec.Command(binary, "mount", "--writable", src, mnt)
+	// No fuse-overlayfs on this PATH.
+	cmd.Env = append(e.environ(), "PATH=/nonexistent")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 6 || !strings.Contains(string(out), "fuse-overlayfs") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("--writable without an overlay: %v\n%s", err, out)
+	}
+	if isMounted(mnt) {
+		t.Errorf("%s mounted after a refused --writable", mnt)
+		unix.Unmount(mnt, unix.MNT_DETACH)
+	}
+}

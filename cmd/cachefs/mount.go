@@ -166,6 +166,9 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []str
 		return usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.pfBytes))
 	}
 	o.pfDirBytes = int64(pfb)
+	if err := checkWritable(o); err != nil {
+		return err
+	}
 	// Everything after this knows each path by its real name: the kernel
 	// mounts at the link's target, mountinfo and the runtime record name
 	// that, and only real paths can be compared for containment.

@@ -71,6 +71,18 @@ func prepareWritable(log zerolog.Logger, o *mountOptions, snap *snapshot.Snapsho
 	return &writableView{kind: kind, layout: l, mnt: mnt, allow: o.allowOther}, nil
 }
 
+// checkWritable refuses --writable before anything is walked when no
+// overlay can be mounted.
+func checkWritable(o *mountOptions) error {
+	if !o.writable {
+		return nil
+	}
+	if _, err := overlay.Choose(); err != nil {
+		return withCode(exitMountFailed, err)
+	}
+	return nil
+}
+
 // mount stacks the view at the user's mountpoint.
 func (w *writableView) mount() error {
 	if err := overlay.Mount(w.kind, w.layout, w.mnt, w.allow); err != nil {
