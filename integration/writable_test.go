@@ -684,3 +684,19 @@ func TestWritableUnavailable(t *testing.T) {
 		unix.Unmount(mnt, unix.MNT_DETACH)
 	}
 }
+
+// TestWritableSigterm: SIGTERM at the time limit takes down the view and
+// the read-only layer below it, and the daemon exits.
+func TestWritableSigterm(t *testing.T) {
+	e := newEnv(t)
+	src := writableSource(t, e, map[string]string{"a": "a"})
+	mnt, cache := filepath.Join(e.tmp, "mnt"), filepath.Join(e.tmp, "cache")
+	pid, _ := e.mount(src, mnt, "--writable", "--cache-dir", cache)
+	syscall.Kill(pid, syscall.SIGTERM)
+	if !waitGone(pid, 20*time.Second) {
+		t.Fatal("the daemon outlived SIGTERM")
+	}
+	if isMounted(mnt) || isMounted(filepath.Join(cache, "writable", "lower")) {
+		t.Errorf("SIGTERM left the view (%v) or the read-only layer (%v) mounted", isMounted(mnt), isMounted(filepath.Join(cache, "writable", "lower")))
+	}
+}

@@ -96,6 +96,11 @@ is reachable by its own user only, whom the source refuses whatever an ACL
 refuses when the daemon opens a file, so it skips them. For the same reason
 --allow-other refuses an --index made without ACLs (exit status 11).
 
+With --writable, clients may create, rewrite, rename, lock and mmap files
+through the mount: changes land in CACHE-DIR/writable on node-local disk,
+never in SOURCE, until 'cachefs push' (or 'cachefs unmount --push') copies
+them back. Root gets the kernel's overlayfs, other users fuse-overlayfs.
+
 The default cache directory, under the shared $TMPDIR, is used only if it
 is yours, mode 0700 and not a symlink; anything else there fails with
 exit status 9.` + "\n" + exitStatusHelp,
