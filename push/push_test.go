@@ -206,3 +206,14 @@ func TestSameContentNoConflict(t *testing.T) {
 		t.Errorf("result %+v: want both unchanged", r)
 	}
 }
+
+func TestSetIDBitsDropped(t *testing.T) {
+	f := newFixture(t, map[string]string{"a": "a"})
+	p := filepath.Join(f.upper, "tool")
+	write(t, p, "#!/bin/sh")
+	os.Chmod(p, 0o6755)
+	f.run(t, Options{})
+	if fi, err := os.Stat(filepath.Join(f.src, "tool")); err != nil || fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("pushed tool: %v %v; want 0755 without set-id bits", fi.Mode(), err)
+	}
+}

@@ -404,8 +404,9 @@ func createTemp(tfd int) (string, *os.File, error) {
 	return "", nil, unix.EEXIST
 }
 
-// finish gives the copy the upper file's mode, owner (when root: the
-// writer's, as `rsync -a` would) and mtime, and makes it durable.
+// finish gives the copy the upper file's mode (less set-id bits), owner
+// (when root: the writer's, as `rsync -a` would) and mtime, and makes it
+// durable.
 func finish(out *os.File, st *unix.Stat_t) error {
 	fd := int(out.Fd())
 	if os.Geteuid() == 0 {
@@ -413,7 +414,9 @@ func finish(out *os.File, st *unix.Stat_t) error {
 			return err
 		}
 	}
-	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
+	// No set-id bits: a root push lands files other users wrote through
+	// the view, and must not hand out their privileges in SOURCE.
+	if err := unix.Fchmod(fd, st.Mode&0o1777); err != nil {
 		return err
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
