@@ -37,6 +37,7 @@ type daemonState struct {
 	passthrough                 bool
 	openMode                    string // how files are opened, and why
 	log                         zerolog.Logger
+	upper                       string // a writable view's upper layer, or ""
 }
 
 // statusReply is `cachefs status --json` for one mount.
@@ -55,7 +56,8 @@ type statusReply struct {
 	Prefetch      *prefetch.Stats  `json:"prefetch,omitempty"`
 	Passthrough   bool             `json:"passthrough"`
 	// OpenMode says whether opens reach the daemon, and why.
-	OpenMode string `json:"open_mode"`
+	OpenMode string          `json:"open_mode"`
+	Writable *writableStatus `json:"writable,omitempty"`
 }
 
 func (d *daemonState) status() statusReply {
@@ -70,6 +72,7 @@ func (d *daemonState) status() statusReply {
 		ps := d.pf.Stats()
 		r.Prefetch = &ps
 	}
+	r.Writable = upperStatus(d.upper)
 	return r
 }
 

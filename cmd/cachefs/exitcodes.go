@@ -21,6 +21,8 @@ const (
 	exitTimeout     = 10
 	exitIndex       = 11 // snapshot index: unreadable, corrupt, wrong version, too old, or from another source
 	exitDiffers     = 12 // snapshot --check: the index differs from the source
+	exitConflict    = 13 // push: files changed on the source were not overwritten
+	exitPush        = 14 // push: the source refused writes, or entries failed
 	exitInterrupted = 130
 )
 

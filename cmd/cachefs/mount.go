@@ -49,6 +49,7 @@ type mountOptions struct {
 	pfFiles    int
 	pfBytes    string
 	pfDirBytes int64 // pfBytes, parsed
+	writable   bool
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -68,6 +69,7 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.pfWorkers, "prefetch-workers", 16, "files prefetched at once")
 	f.IntVar(&o.pfFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
 	f.StringVar(&o.pfBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
+	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	_ = f.MarkHidden("ready-fd")
@@ -93,6 +95,11 @@ per entry) and the kernel enforces them for every user. A mount without it
 is reachable by its own user only, whom the source refuses whatever an ACL
 refuses when the daemon opens a file, so it skips them. For the same reason
 --allow-other refuses an --index made without ACLs (exit status 11).
+
+With --writable, clients may create, rewrite, rename, lock and mmap files
+through the mount: changes land in CACHE-DIR/writable on node-local disk,
+never in SOURCE, until 'cachefs push' (or 'cachefs unmount --push') copies
+them back. Root gets the kernel's overlayfs, other users fuse-overlayfs.
 
 The default cache directory, under the shared $TMPDIR, is used only if it
 is yours, mode 0700 and not a symlink; anything else there fails with
@@ -123,13 +130,21 @@ type readyMsg struct {
 	Stats                                 snapshot.Stats
 	Seconds                               float64
 	Pid                                   int
+	Writable                              string `json:",omitempty"`
 }
 
 func (r *readyMsg) summary() string {
 	s := r.Stats
 	return fmt.Sprintf("cachefs: serving %s at %s: %s entries (%s dirs, %s files, %s) snapshotted in %.2fs, %d unreadable; cache %s; log %s; daemon pid %d",
 		r.Source, r.Mountpoint, humanize.Comma(s.Entries), humanize.Comma(s.Dirs), humanize.Comma(s.Files),
-		humanize.IBytes(uint64(s.Bytes)), r.Seconds, s.Errors, r.CacheDir, r.LogFile, r.Pid)
+		humanize.IBytes(uint64(s.Bytes)), r.Seconds, s.Errors, r.CacheDir, r.LogFile, r.Pid) + writableSuffix(r.Writable)
+}
+
+func writableSuffix(w string) string {
+	if w == "" {
+		return ""
+	}
+	return "; " + w
 }
 
 func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []string) error {
@@ -156,6 +171,9 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []str
 		return usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.pfBytes))
 	}
 	o.pfDirBytes = int64(pfb)
+	if err := checkWritable(o); err != nil {
+		return err
+	}
 	// Everything after this knows each path by its real name: the kernel
 	// mounts at the link's target, mountinfo and the runtime record name
 	// that, and only real paths can be compared for containment.
@@ -208,7 +226,8 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 		"--read-ahead=" + strconv.Itoa(o.readAhead),
 		"--passthrough=" + o.passthru,
 		"--prefetch=" + o.prefetch, "--prefetch-workers=" + strconv.Itoa(o.pfWorkers),
-		"--prefetch-dir-files=" + strconv.Itoa(o.pfFiles), "--prefetch-dir-bytes=" + o.pfBytes}
+		"--prefetch-dir-files=" + strconv.Itoa(o.pfFiles), "--prefetch-dir-bytes=" + o.pfBytes,
+		"--writable=" + strconv.FormatBool(o.writable)}
 	args = append(args, o.index.args()...)
 	if o.cacheDir != "" {
 		args = append(args, "--cache-dir="+o.cacheDir)
@@ -572,8 +591,15 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 		defer pf.Close()
 		onOpen = pf.OnOpen
 	}
+	fuseMnt, wv := mnt, (*writableView)(nil)
+	if o.writable {
+		if wv, err = prepareWritable(log, o, snap, src, mnt); err != nil {
+			return err
+		}
+		fuseMnt = wv.layout.Lower
+	}
 	fsLog := log.With().Str("component", "fuse").Logger()
-	m, err := cfs.New(mnt, cfs.Config{
+	m, err := cfs.New(fuseMnt, cfs.Config{
 		Snapshot:    snap,
 		Content:     content,
 		OnOpen:      onOpen,
@@ -587,6 +613,12 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	if err != nil {
 		return withCode(exitMountFailed, err)
 	}
+	if wv != nil {
+		if err := wv.mount(); err != nil {
+			_ = m.Unmount()
+			return err
+		}
+	}
 	ptOK, why := m.PassthroughAvailable()
 	ptOK, why = choosePassthrough(o.passthru, ptOK, why, snap.Stats())
 	if !ptOK {
@@ -596,6 +628,9 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	started := time.Now()
 	state := &daemonState{src: src, mnt: mnt, cacheDir: o.cacheDir, logFile: o.logFile, started: started,
 		snap: snap, m: m, cache: cache, content: content, pf: pf, passthrough: ptOK, openMode: why, log: log}
+	if wv != nil {
+		state.upper = wv.layout.Upper
+	}
 	signals.serving(log, func() string { return figuresLine(ptr(state.status())) })
 	stopControl, err := serveControl(state)
 	if err != nil {
@@ -604,26 +639,41 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	}
 	defer stopControl()
 	rec := &record{Pid: os.Getpid(), Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile, Started: started}
+	ready := &readyMsg{Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile,
+		Stats: snap.Stats(), Seconds: walkSecs, Pid: os.Getpid()}
+	if wv != nil {
+		rec.Writable, ready.Writable = wv.record(), wv.describe()
+	}
 	if err := writeRecord(rec); err != nil {
 		log.Warn().Err(err).Msg("cannot write the runtime record; unmount will not wait for this daemon")
 	}
 	st := snap.Stats()
 	log.Info().Int64("entries", st.Entries).Int64("bytes", st.Bytes).Int64("unreadable", st.Errors).
 		Float64("seconds", walkSecs).Msg("serving")
-	rep.ready(&readyMsg{Source: src, Mountpoint: mnt, CacheDir: o.cacheDir, LogFile: o.logFile,
-		Stats: st, Seconds: walkSecs, Pid: os.Getpid()})
+	rep.ready(ready)
 
 	served := make(chan struct{})
+	if wv != nil {
+		go wv.watch(served, func() {
+			log.Info().Msg("the writable view was unmounted: unmounting the read-only layer")
+			if err := detach(fuseMnt, true); err != nil {
+				log.Error().Err(err).Msg("lazy unmount failed")
+			}
+		})
+	}
 	go func() {
 		select {
 		case <-served:
 		case <-ctx.Done():
 			log.Info().Msg("signal received: unmounting")
+			if wv != nil {
+				wv.unmount(log)
+			}
 			if err := m.Unmount(); err != nil {
 				// Files are still open; detach so the job's next steps see
 				// no mount, and finish when the last file closes.
 				log.Warn().Err(err).Msg("unmount failed, detaching lazily")
-				if err := detach(mnt, true); err != nil {
+				if err := detach(fuseMnt, true); err != nil {
 					log.Error().Err(err).Msg("lazy unmount failed")
 				}
 			}

@@ -212,6 +212,9 @@ type record struct {
 	Started    time.Time    `json:"started"`
 	Exited     bool         `json:"exited,omitempty"`
 	Final      *statusReply `json:"final,omitempty"`
+	// Writable is set for a writable view: MOUNTPOINT is the view, and
+	// the daemon serves the read-only layer below it.
+	Writable *writableRecord `json:"writable,omitempty"`
 }
 
 // runtimeDirSpec says where this user's mounts leave their records: the

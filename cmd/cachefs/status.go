@@ -50,7 +50,7 @@ func liveRecord(mnt string) (*record, error) {
 	if err != nil {
 		return nil, withCode(exitInternal, err)
 	}
-	if !mounted || me.FSType != fsType {
+	if !mounted || (me.FSType != fsType && !isWritableView(me)) {
 		return nil, withCode(exitNotMounted, fmt.Errorf("%s is not a cachefs mount", mnt))
 	}
 	rec, err := readRecord(mnt)
@@ -172,6 +172,9 @@ func printStatus(r *statusReply) {
 	fmt.Fprintf(tw, "passthrough\t%s\n", pt)
 	if r.OpenMode != "" {
 		fmt.Fprintf(tw, "opens\t%s\n", r.OpenMode)
+	}
+	if w := r.Writable; w != nil {
+		fmt.Fprintf(tw, "writable\t%s changed files (%s) not pushed yet, in %s\n", humanize.Comma(w.Files), humanize.IBytes(uint64(w.Bytes)), w.Upper)
 	}
 	tw.Flush()
 }
