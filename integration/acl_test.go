@@ -40,28 +40,6 @@ func aclTools(t *testing.T) {
 	}
 }
 
-// aclUser creates a user for this test only and removes it when the test
-// ends.
-func aclUser(t *testing.T, role string) (name string, cred *syscall.Credential) {
-	t.Helper()
-	name = fmt.Sprintf("cfacl-%s-%d", role, os.Getpid()%100000)
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return name, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-}
-
 // aclEnv is an env whose directories other users can traverse, which a
 // shared mount needs (t.TempDir is 0700).
 func aclEnv(t *testing.T) *env {
@@ -164,8 +142,8 @@ func userName(t *testing.T, cred *syscall.Credential) string {
 func TestACLDeniedUserRefused(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "deny")
-	otherName, other := aclUser(t, "other")
+	deniedName, denied := newUser(t, "deny")
+	otherName, other := newUser(t, "other")
 	src := aclTree(t, e, deniedName, otherName)
 	mnt := filepath.Join(e.tmp, "mnt")
 	logFile := filepath.Join(e.tmp, "acl.log")
@@ -183,8 +161,8 @@ func TestACLDeniedUserRefused(t *testing.T) {
 func TestACLZeroMetadataAfterMount(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "zdeny")
-	otherName, other := aclUser(t, "zother")
+	deniedName, denied := newUser(t, "zdeny")
+	otherName, other := newUser(t, "zother")
 	src := aclTree(t, e, deniedName, otherName)
 	slow := filepath.Join(e.tmp, "slow")
 	os.Mkdir(slow, 0o755)
@@ -221,8 +199,8 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 func TestACLIndexRoundTrip(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "ideny")
-	otherName, other := aclUser(t, "iother")
+	deniedName, denied := newUser(t, "ideny")
+	otherName, other := newUser(t, "iother")
 	src := aclTree(t, e, deniedName, otherName)
 	idx := filepath.Join(e.tmp, "tree.index")
 	e.makeIndex(src, idx)
@@ -312,8 +290,8 @@ func mountNFS4Source(t *testing.T, dir, mnt string) {
 func TestACLUnrecordedServedToOwnerOnly(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	_, owner := aclUser(t, "owner")
-	_, other := aclUser(t, "nfs4")
+	_, owner := newUser(t, "owner")
+	_, other := newUser(t, "nfs4")
 	dir := filepath.Join(e.tmp, "dir")
 	os.Mkdir(dir, 0o755)
 	for _, f := range []string{"nfs4-guarded.txt", "plain.txt"} {
