@@ -112,10 +112,10 @@ func TestStoringOffReadsOnlyWhatIsServed(t *testing.T) {
 			extra := []string{"--prefetch=off", "--cache-size", "4MiB"}
 			if why == "disk full" {
 				os.MkdirAll(f.cacheDir, 0o700)
+				t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 				if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
 					t.Fatalf("mounting a small tmpfs: %v", err)
 				}
-				t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 				extra = []string{"--prefetch=off", "--cache-size", "100%", "--log-file", filepath.Join(f.e.tmp, "cachefs.log")}
 			}
 			mnt := filepath.Join(f.e.tmp, "mnt")

@@ -295,10 +295,10 @@ func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
 	}
 	f := newCacheFixture(t, sizes, slowfs.Options{})
 	os.MkdirAll(f.cacheDir, 0o700)
+	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=3m,mode=0700"); err != nil {
 		t.Fatalf("mounting a small tmpfs: %v", err)
 	}
-	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "100MiB", "--log-file", filepath.Join(f.e.tmp, "cachefs.log"))
 	f.readAllEqual(t, mnt, "with a full cache disk")
