@@ -410,12 +410,12 @@ func TestOpenModes(t *testing.T) {
 	}
 	reread("a", 10)
 	m = statusOf(t, f.e, mnt)
-	if got := num(m, "opens"); got != 1 {
+	if got := num(t, m, "opens"); got != 1 {
 		t.Errorf("10 opens of a file with the kernel opening: %v reached the daemon, want 1", got)
 	}
 	// The page cache is kept across the kernel's opens: only the first
 	// read's bytes went through the daemon.
-	if got := num(m, "bytes_served"); got != float64(len(f.files["a"])) {
+	if got := num(t, m, "bytes_served"); got != float64(len(f.files["a"])) {
 		t.Errorf("10 reads of a %d-byte file: the daemon served %v bytes", len(f.files["a"]), got)
 	}
 	// Reads that miss the page cache come without a handle and are served.
@@ -431,16 +431,16 @@ func TestOpenModes(t *testing.T) {
 	f.mount(mnt, "--prefetch", "off", "--passthrough=on")
 	reread("a", 10)
 	m = statusOf(t, f.e, mnt)
-	if got := num(m, "opens"); got != 10 {
+	if got := num(t, m, "opens"); got != 10 {
 		t.Errorf("10 opens with --passthrough=on: %v reached the daemon, want 10", got)
 	}
 	// go-fuse asks for the backing file only when no passthrough open of
 	// the inode is left (the kernel releases asynchronously, so a reopen
 	// can share the last one's): at least one, and the daemon served none
 	// of the bytes.
-	if m["passthrough"] != true || num(m, "cache.passthrough_opens") < 1 || num(m, "bytes_served") != 0 {
+	if m["passthrough"] != true || num(t, m, "cache.passthrough_opens") < 1 || num(t, m, "bytes_served") != 0 {
 		t.Errorf("--passthrough=on as root: passthrough %v, %v passthrough opens, %v bytes served by the daemon; want passthrough and 0 bytes",
-			m["passthrough"], num(m, "cache.passthrough_opens"), num(m, "bytes_served"))
+			m["passthrough"], num(t, m, "cache.passthrough_opens"), num(t, m, "bytes_served"))
 	}
 	f.e.unmount(mnt)
 
@@ -473,7 +473,7 @@ func TestPassthroughFileEvictedThenReopened(t *testing.T) {
 	for _, n := range []string{"b", "c", "d", "e", "f", "g"} {
 		readAll(t, filepath.Join(mnt, n))
 	}
-	if m := statusOf(t, f.e, mnt); num(m, "cache.evictions") == 0 {
+	if m := statusOf(t, f.e, mnt); num(t, m, "cache.evictions") == 0 {
 		t.Fatal("reading 6 MiB through a 4 MiB cache evicted nothing; the test proves nothing")
 	}
 	held, err := os.Open(pa) // a is no longer complete: an ordinary open
