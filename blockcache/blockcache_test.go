@@ -306,6 +306,46 @@ func TestBudgetEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// TestEvictionWhileReadersRun: eight readers each read their own file,
+// over and over, through a budget of three files: every byte read is the
+// source's, whatever was evicted under the others meanwhile, and the
+// budget holds once they are done.
+func TestEvictionWhileReadersRun(t *testing.T) {
+	sizes := map[string]int{}
+	for i := 0; i < 8; i++ {
+		sizes[string(rune('a'+i))] = 4096 * 4
+	}
+	src := newSource(sizes)
+	const budget = 4096 * 4 * 3
+	c := open(t, t.TempDir(), src, Options{MaxBytes: budget, ReadAhead: -1})
+	defer c.Close()
+	c.WaitScan()
+	var wg sync.WaitGroup
+	for name := range sizes {
+		wg.Go(func() {
+			for round := 0; round < 20; round++ {
+				h, err := c.OpenFile(key(src, name))
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					return
+				}
+				p := make([]byte, 4096*4)
+				n, err := h.ReadAt(context.Background(), p, 0)
+				h.Close()
+				if err != nil || n != len(p) || !bytes.Equal(p, src.files[name]) {
+					t.Errorf("%s round %d: %d bytes, %v, equal %v", name, round, n, err, bytes.Equal(p, src.files[name]))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := c.Stats()
+	if st.Evictions == 0 || st.Usage > budget {
+		t.Errorf("evictions %d, usage %d of %d: want evictions and the budget kept", st.Evictions, st.Usage, budget)
+	}
+}
+
 func TestOpenFilesAreNotEvicted(t *testing.T) {
 	src := newSource(map[string]int{"a": 4096 * 4, "b": 4096 * 4})
 	c := open(t, t.TempDir(), src, Options{MaxBytes: 4096 * 4, ReadAhead: -1})
