@@ -32,8 +32,16 @@ func TestUnprivilegedMount(t *testing.T) {
 		os.Chown(d, int(cred.Uid), int(cred.Gid))
 	}
 
-	e := &env{t: t, tmp: home, cred: cred}
+	// An ordinary user's runtime records go to XDG_RUNTIME_DIR when set.
+	xdg := filepath.Join(base, "xdg")
+	os.Mkdir(xdg, 0o700)
+	os.Chown(xdg, int(cred.Uid), int(cred.Gid))
+	e := &env{t: t, tmp: home, cred: cred, runtimeDir: xdg}
 	pid, summary := e.mount(src, mnt)
+	record := filepath.Join(xdg, "cachefs", recordName(mnt))
+	if _, err := os.Stat(record); err != nil {
+		t.Errorf("no runtime record under XDG_RUNTIME_DIR: %v", err)
+	}
 	if !strings.Contains(summary, "1 unreadable") {
 		t.Errorf("summary should count the unreadable directory: %q", summary)
 	}
@@ -56,5 +64,8 @@ func TestUnprivilegedMount(t *testing.T) {
 	}
 	if !waitGone(pid, 10e9) {
 		t.Error("daemon still running after unmount")
+	}
+	if _, err := os.Stat(record); err == nil {
+		t.Error("the runtime record outlived the unmount")
 	}
 }
