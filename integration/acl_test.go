@@ -44,12 +44,7 @@ func aclTools(t *testing.T) {
 // shared mount needs (t.TempDir is 0700).
 func aclEnv(t *testing.T) *env {
 	t.Helper()
-	base, err := os.MkdirTemp("", "cachefs-acl-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-acl-")
 	return &env{t: t, tmp: base}
 }
 

@@ -130,12 +130,7 @@ func TestCraftedIndexRefused(t *testing.T) {
 // craftedBase is a directory every user can traverse, unlike t.TempDir.
 func craftedBase(t *testing.T) string {
 	t.Helper()
-	base, err := os.MkdirTemp("", "cachefs-crafted-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-crafted-")
 	return base
 }
 

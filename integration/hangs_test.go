@@ -367,12 +367,7 @@ func TestFusermountReasonShown(t *testing.T) {
 	}
 	userFUSE(t)
 	name, cred := newUser(t, "hangs")
-	base, err := os.MkdirTemp("", "cachefs-hangs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-hangs-")
 	src := filepath.Join(base, "src")
 	os.Mkdir(src, 0o755)
 	mnt := filepath.Join(base, "mnt")

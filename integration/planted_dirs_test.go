@@ -37,12 +37,7 @@ type sharedNode struct {
 
 func newSharedNode(t *testing.T) *sharedNode {
 	t.Helper()
-	base, err := os.MkdirTemp("", "cachefs-planted-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-planted-")
 	n := &sharedNode{base: base, tmp: filepath.Join(base, "tmp")}
 	os.Mkdir(n.tmp, 0o755)
 	if err := syscall.Chmod(n.tmp, 0o1777); err != nil {

@@ -12,12 +12,7 @@ import (
 func TestUnprivilegedMount(t *testing.T) {
 	userFUSE(t)
 	_, cred := newUser(t, "unpriv")
-	base, err := os.MkdirTemp("", "cachefs-unpriv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-unpriv-")
 	src := filepath.Join(base, "src")
 	os.MkdirAll(filepath.Join(src, "data"), 0o755)
 	os.WriteFile(filepath.Join(src, "data", "run1.json"), []byte(`{"ok":true}`), 0o644)

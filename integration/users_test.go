@@ -103,3 +103,19 @@ func userFUSE(t *testing.T) {
 		}
 	})
 }
+
+// traversableDir makes a directory other users can pass through, which a
+// test that runs commands as them needs (t.TempDir is 0700), and removes
+// it when the test ends.
+func traversableDir(t *testing.T, prefix string) string {
+	t.Helper()
+	base, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
