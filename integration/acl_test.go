@@ -179,8 +179,12 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Errorf("setfacl through the mount: %v %q, want Read-only file system", err, out)
 	}
-	if c := sfs.Counts(); c.Meta != 0 {
-		t.Errorf("after mount the source served metadata calls: %v", c.Ops)
+	// checkACLsServed reads files: opening them reaches the source, with
+	// a LOOKUP of the name whenever the source's kernel has dropped its
+	// dentry (drop_caches or memory pressure anywhere on the machine).
+	// Those are part of the open; any other metadata call is not.
+	if c := sfs.Counts(); c.Meta != c.Ops["lookup"] || c.Ops["lookup"] > c.Opens {
+		t.Errorf("after mount the source served metadata calls beyond opening files: %v", c.Ops)
 	}
 	if got := mustRun(t, "getfacl", "--omit-header", filepath.Join(src, "plain.txt")); strings.Contains(got, deniedName) {
 		t.Errorf("setfacl through the mount changed the source:\n%s", got)
