@@ -56,6 +56,12 @@ func openBeneath(root int, rel string) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
+	// The cache asks for whole blocks and its own read-ahead: the source
+	// client's read-ahead past a block would fetch bytes never asked for
+	// (a 4 KiB header read would cost a block and more). Advice only, so
+	// a source that refuses it (a FIFO, before the type check) is read
+	// all the same.
+	unix.Fadvise(fd, 0, 0, unix.FADV_RANDOM)
 	return fd, nil
 }
 

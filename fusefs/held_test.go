@@ -121,7 +121,17 @@ func TestHeldIdleReadersAreGivenBack(t *testing.T) {
 	}
 	// A spliced reply still holds its reference: not reaped until Done.
 	res := &splicedResult{done: func() { f.h.release(busy) }}
-	time.Sleep(100 * time.Millisecond)
+	// A probe released after the busy one is given back: the reaper has
+	// then passed over the busy one, which it would have closed first had
+	// it counted as idle.
+	probe, _ := f.h.acquire(3)
+	f.h.release(probe)
+	for !f.opened[2].closed.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !f.opened[2].closed.Load() {
+		t.Fatal("idle probe Reader never given back")
+	}
 	if f.opened[0].closed.Load() {
 		t.Fatal("a Reader with a reply in flight was closed")
 	}
@@ -137,8 +147,8 @@ func TestHeldIdleReadersAreGivenBack(t *testing.T) {
 	// announced again, as a new open would be.
 	e, _ := f.h.acquire(1)
 	f.h.release(e)
-	if len(f.heard) != 3 {
-		t.Fatalf("heard %v, want 1, 2, 1", f.heard)
+	if len(f.heard) != 4 || f.heard[3] != 1 {
+		t.Fatalf("heard %v, want 1, 2, 3, 1", f.heard)
 	}
 }
 

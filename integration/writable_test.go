@@ -480,8 +480,8 @@ func TestPushReadOnlySource(t *testing.T) {
 // a shared one, a file a user creates 0600 is theirs alone.
 func TestWritableConfinedToItsUser(t *testing.T) {
 	e := aclEnv(t)
-	_, alice := aclUser(t, "wra")
-	_, bob := aclUser(t, "wrb")
+	_, alice := newUser(t, "wra")
+	_, bob := newUser(t, "wrb")
 	src := filepath.Join(e.tmp, "src")
 	os.MkdirAll(filepath.Join(src, "pub"), 0o755)
 	os.Chmod(filepath.Join(src, "pub"), 0o777)
@@ -520,16 +520,12 @@ func execAs(cred *syscall.Credential, name string, args ...string) error {
 // TestUnprivilegedWritable: a user who may not mount overlayfs gets the
 // writable view from fuse-overlayfs, and pushes into a SOURCE of theirs.
 func TestUnprivilegedWritable(t *testing.T) {
-	cred := requireUnprivileged(t)
+	userFUSE(t)
+	_, cred := newUser(t, "unprivrw")
 	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
 		t.Fatal("fuse-overlayfs is needed (apt-get install fuse-overlayfs)")
 	}
-	base, err := os.MkdirTemp("", "cachefs-unpriv-rw-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-unpriv-rw-")
 	src, mnt, home := filepath.Join(base, "src"), filepath.Join(base, "mnt"), filepath.Join(base, "home")
 	os.MkdirAll(filepath.Join(src, "ds"), 0o755)
 	os.WriteFile(filepath.Join(src, "ds", "info.json"), []byte("{}"), 0o644)
@@ -656,13 +652,9 @@ func TestWritableKeep(t *testing.T) {
 // TestWritableUnavailable: a user who may not mount overlayfs and has no
 // fuse-overlayfs gets one line and exit 6, and nothing is mounted.
 func TestWritableUnavailable(t *testing.T) {
-	cred := requireUnprivileged(t)
-	base, err := os.MkdirTemp("", "cachefs-unpriv-nowr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	userFUSE(t)
+	_, cred := newUser(t, "nowr")
+	base := traversableDir(t, "cachefs-unpriv-nowr-")
 	src, mnt, home := filepath.Join(base, "src"), filepath.Join(base, "mnt"), filepath.Join(base, "home")
 	for _, d := range []string{src, mnt, home} {
 		os.MkdirAll(d, 0o755)
