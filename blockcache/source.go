@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cachefs/cachefs/internal/sysx"
 	"github.com/cachefs/cachefs/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -129,7 +130,7 @@ func (d *DirSource) check(key Key, st *unix.Stat_t, rootDev uint64) error {
 // openRoot opens the root by path. Symlinks in the path itself are
 // followed: it names the source as the mounting user gave it.
 func openRoot(path string) (*rootDir, error) {
-	fd, err := retryEINTR(func() (int, error) {
+	fd, err := sysx.RetryEINTRFd(func() (int, error) {
 		return unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
@@ -177,7 +178,7 @@ func (r *rootDir) open(rel string) (fd int, st unix.Stat_t, err error) {
 	if err != nil {
 		return -1, st, err
 	}
-	if err = fstat(fd, &st); err != nil {
+	if err = sysx.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		return -1, st, err
 	}

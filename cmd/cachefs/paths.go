@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,4 +97,10 @@ func resolveAll(ctx context.Context, paths ...*string) error {
 		}
 	}
 	return nil
+}
+
+// within reports whether path is dir or below it. Both must be resolved
+// (resolvePath): a symlink would hide that one is inside the other.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
 }
