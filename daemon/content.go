@@ -93,7 +93,7 @@ func openCache(log zerolog.Logger, c *Config, rootDev uint64) (*blockcache.Cache
 		Logger:    log,
 	}, source)
 	if err != nil {
-		source.Close()
+		_ = source.Close() // the cache's error is the one to report
 		if errors.Is(err, blockcache.ErrLocked) {
 			return nil, fail(ErrCacheDir, fmt.Errorf("%w; give this mount its own --cache-dir", err))
 		}

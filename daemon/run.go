@@ -36,7 +36,11 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 	if err != nil {
 		return err
 	}
-	defer cache.Close()
+	defer func() {
+		if err := cache.Close(); err != nil {
+			log.Warn().Err(err).Msg("closing the block cache")
+		}
+	}()
 
 	start := time.Now()
 	snap, err := c.walk(ctx, log, &rootSt, rep)

@@ -92,7 +92,7 @@ func relay(ctx context.Context, r *os.File, p *os.Process, exited <-chan error, 
 				term.clear()
 				// The daemon exits after it reports; a thread stuck in the
 				// kernel can delay that, but not the answer.
-				waitExit(exited, killWait)
+				_, _ = waitExit(exited, killWait)
 				return withCode(m.Code, errors.New(m.Error))
 			}
 		}

@@ -215,7 +215,7 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pfl
 	}
 	signals.serving(c.Logger, nil)
 	c.Serving = signals.serving
-	if o.foreground {
+	if o.readyFd <= 0 {
 		return daemon.Run(ctx, c, newTermReporter())
 	}
 	c.LogTo = func(w io.Writer) zerolog.Logger {
