@@ -425,46 +425,81 @@ func DecodeIndex(data []byte) (*Snapshot, IndexInfo, error) {
 }
 
 func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
-	var info IndexInfo
+	info, body, err := checkEnvelope(data)
+	if err != nil {
+		return nil, info, err
+	}
+	// From here on the bytes are what a writer wrote; the checks below
+	// guard against a writer's bug or a crafted file, never against
+	// corruption.
+	hlen, counts, err := decodeHeader(data, body, &info)
+	if err != nil {
+		return nil, IndexInfo{}, err
+	}
+	raw, err := splitSections(body, preambleSize+hlen, &counts)
+	if err != nil {
+		return nil, IndexInfo{}, err
+	}
+	s := assemble(&raw, info, alias)
+	if err := s.validate(); err != nil {
+		return nil, IndexInfo{}, corrupt("%v", err)
+	}
+	if err := s.validateACL(); err != nil {
+		return nil, IndexInfo{}, corrupt("%v", err)
+	}
+	if err := s.validateEntries(); err != nil {
+		return nil, IndexInfo{}, err
+	}
+	return s, info, nil
+}
+
+// corrupt is ErrIndexCorrupt with what is wrong.
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrIndexCorrupt, fmt.Sprintf(format, args...))
+}
+
+// checkEnvelope checks what corruption or truncation would break: the
+// magic, the length, the checksum and the version.
+func checkEnvelope(data []byte) (info IndexInfo, body []byte, err error) {
 	le := binary.LittleEndian
 	size := len(data)
 	switch {
 	case size == 0:
-		return nil, info, ErrIndexEmpty
+		return info, nil, ErrIndexEmpty
 	case size < len(indexMagic) && string(data) == indexMagic[:size],
 		size >= len(indexMagic) && size < preambleSize+trailerSize && string(data[:8]) == indexMagic:
-		return nil, info, fmt.Errorf("%w: %d bytes, shorter than any index", ErrIndexTruncated, size)
+		return info, nil, fmt.Errorf("%w: %d bytes, shorter than any index", ErrIndexTruncated, size)
 	case size < len(indexMagic) || string(data[:8]) != indexMagic:
-		return nil, info, fmt.Errorf("%w (its first bytes are %q, not %q)", ErrIndexNotIndex, data[:min(size, 8)], indexMagic)
+		return info, nil, fmt.Errorf("%w (its first bytes are %q, not %q)", ErrIndexNotIndex, data[:min(size, 8)], indexMagic)
 	}
 	if want := le.Uint64(data[16:]); want != uint64(size) {
 		if want > uint64(size) {
-			return nil, info, fmt.Errorf("%w: %d bytes, its header records %d (an interrupted copy?)", ErrIndexTruncated, size, want)
+			return info, nil, fmt.Errorf("%w: %d bytes, its header records %d (an interrupted copy?)", ErrIndexTruncated, size, want)
 		}
-		return nil, info, fmt.Errorf("%w: %d bytes, its header records %d", ErrIndexCorrupt, size, want)
+		return info, nil, fmt.Errorf("%w: %d bytes, its header records %d", ErrIndexCorrupt, size, want)
 	}
-	body := data[:size-trailerSize]
+	body = data[:size-trailerSize]
 	if got, want := crc32.Checksum(body, castagnoli), le.Uint32(data[size-trailerSize:]); got != want {
-		return nil, info, fmt.Errorf("%w: checksum mismatch (CRC-32C %08x, recorded %08x)", ErrIndexCorrupt, got, want)
+		return info, nil, fmt.Errorf("%w: checksum mismatch (CRC-32C %08x, recorded %08x)", ErrIndexCorrupt, got, want)
 	}
 	if le.Uint32(data[size-4:]) != 0 {
-		return nil, info, fmt.Errorf("%w: trailer's reserved bytes are not zero", ErrIndexCorrupt)
+		return info, nil, fmt.Errorf("%w: trailer's reserved bytes are not zero", ErrIndexCorrupt)
 	}
 	info.Version = le.Uint32(data[8:])
 	if info.Version != IndexVersion {
-		return nil, info, fmt.Errorf("%w %d: this cachefs reads version %d", ErrIndexVersion, info.Version, IndexVersion)
+		return info, nil, fmt.Errorf("%w %d: this cachefs reads version %d", ErrIndexVersion, info.Version, IndexVersion)
 	}
 	info.Size = int64(size)
+	return info, body, nil
+}
 
-	// From here on the bytes are what a writer wrote; the checks below
-	// guard against a writer's bug or a crafted file, never against
-	// corruption.
-	bad := func(format string, args ...any) (*Snapshot, IndexInfo, error) {
-		return nil, IndexInfo{}, fmt.Errorf("%w: %s", ErrIndexCorrupt, fmt.Sprintf(format, args...))
-	}
-	hlen := int(le.Uint32(data[12:]))
+// decodeHeader fills info from the header and returns the header's length
+// and the element count each section must have.
+func decodeHeader(data, body []byte, info *IndexInfo) (hlen int, counts [numSections + 1]uint64, err error) {
+	le := binary.LittleEndian
+	hlen = int(le.Uint32(data[12:]))
 	if hlen%8 != 0 || hlen < headerFixed+8 || preambleSize+hlen > len(body) {
-		return bad("header length %d", hlen)
+		return 0, counts, corrupt("header length %d", hlen)
 	}
 	h := data[preambleSize : preambleSize+hlen]
 	u := func(k int) uint64 { return le.Uint64(h[8*k:]) }
@@ -478,10 +513,9 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	for k, p := range []*int64{&st.Entries, &st.Dirs, &st.Files, &st.Symlinks, &st.Other, &st.Bytes, &st.Errors} {
 		*p = int64(u(6 + k))
 	}
-	var counts [numSections + 1]uint64
 	n := u(13)
 	if n == 0 || n >= math.MaxUint32 || int64(n) != st.Entries {
-		return bad("%d entries, statistics say %d", n, st.Entries)
+		return 0, counts, corrupt("%d entries, statistics say %d", n, st.Entries)
 	}
 	counts[secNameOff], counts[secKids] = n+1, n+1
 	for _, id := range []int{secMode, secOwner, secNlink, secSize, secMtime, secCtime, secAtime, secIno} {
@@ -491,42 +525,51 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	counts[secACL], counts[secACLSets], counts[secACLOff], counts[secACLData] = u(19), u(20), u(21), u(22)
 	flags := u(23)
 	if flags&^knownFlags != 0 {
-		return bad("unknown header flags %#x", flags)
+		return 0, counts, corrupt("unknown header flags %#x", flags)
 	}
 	info.ACLs = flags&flagACLs != 0
 	slen, hostLen := int(le.Uint32(h[headerFixed:])), int(le.Uint32(h[headerFixed+4:]))
 	if headerFixed+8+slen+hostLen > hlen {
-		return bad("source and host names overrun the header")
+		return 0, counts, corrupt("source and host names overrun the header")
 	}
 	info.Source = string(h[headerFixed+8 : headerFixed+8+slen])
 	info.Host = string(h[headerFixed+8+slen : headerFixed+8+slen+hostLen])
+	return hlen, counts, nil
+}
 
-	var raw [numSections + 1][]byte
-	off := preambleSize + hlen
+// splitSections cuts the sections out of body from off, each checked to
+// have its place, element size and count.
+func splitSections(body []byte, off int, counts *[numSections + 1]uint64) (raw [numSections + 1][]byte, err error) {
+	le := binary.LittleEndian
 	for id := 1; id <= numSections; id++ {
 		if off+sectionHdrLen > len(body) {
-			return bad("section %s missing", sectionNames[id])
+			return raw, corrupt("section %s missing", sectionNames[id])
 		}
 		sh := body[off : off+sectionHdrLen]
 		gid, gsize, gcount := le.Uint32(sh), le.Uint32(sh[4:]), le.Uint64(sh[8:])
 		if gid != uint32(id) || gsize != elemSize[id] || gcount != counts[id] {
-			return bad("section %d (size %d, count %d) where %s (size %d, count %d) belongs", gid, gsize, gcount, sectionNames[id], elemSize[id], counts[id])
+			return raw, corrupt("section %d (size %d, count %d) where %s (size %d, count %d) belongs", gid, gsize, gcount, sectionNames[id], elemSize[id], counts[id])
 		}
 		off += sectionHdrLen
 		if gcount > uint64(len(body)) {
-			return bad("section %s overruns the file", sectionNames[id])
+			return raw, corrupt("section %s overruns the file", sectionNames[id])
 		}
 		nb := int(gcount) * int(gsize)
 		if off+pad8(nb) > len(body) {
-			return bad("section %s overruns the file", sectionNames[id])
+			return raw, corrupt("section %s overruns the file", sectionNames[id])
 		}
 		raw[id] = body[off : off+nb : off+nb]
 		off += pad8(nb)
 	}
 	if off != len(body) {
-		return bad("%d bytes after the last section", len(body)-off)
+		return raw, corrupt("%d bytes after the last section", len(body)-off)
 	}
+	return raw, nil
+}
 
+// assemble builds the snapshot on the sections, aliasing them when alias
+// is set and copying them otherwise.
+func assemble(raw *[numSections + 1][]byte, info IndexInfo, alias bool) *Snapshot {
 	s := &Snapshot{stats: info.Stats, aclsRecorded: info.ACLs}
 	if alias {
 		// The arrays point into data; it stays alive as long as they do.
@@ -552,7 +595,13 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	s.ino = loadU64(raw[secIno], alias)
 	s.acl = loadU32(raw[secACL], alias)
 	s.aclOff = loadU32(raw[secACLOff], alias)
-	// The side tables are small: decode them field by field.
+	s.decodeSideTables(raw)
+	return s
+}
+
+// decodeSideTables decodes the small side tables field by field.
+func (s *Snapshot) decodeSideTables(raw *[numSections + 1][]byte) {
+	le := binary.LittleEndian
 	if b := raw[secOwners]; len(b) > 0 {
 		s.owners = make([]Owner, len(b)/8)
 		for k := range s.owners {
@@ -577,16 +626,6 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 			s.aclSets[k] = aclSet{le.Uint32(b[8*k:]), le.Uint32(b[8*k+4:])}
 		}
 	}
-	if err := s.validate(); err != nil {
-		return bad("%v", err)
-	}
-	if err := s.validateACL(); err != nil {
-		return bad("%v", err)
-	}
-	if err := s.validateEntries(); err != nil {
-		return nil, IndexInfo{}, err
-	}
-	return s, info, nil
 }
 
 // validate checks what Snapshot's accessors rely on to stay in range.
