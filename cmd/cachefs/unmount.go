@@ -63,15 +63,8 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if rec != nil && (rec.Mountpoint != mnt || !mounttable.ProcessAlive(rec.Pid)) {
 		rec = nil
 	}
-	me, mounted, err := mounttable.Find(mnt)
-	if err != nil {
-		return withCode(exitInternal, err)
-	}
-	if !mounted {
-		return withCode(exitNotMounted, fmt.Errorf("%s is not mounted", mnt))
-	}
-	if me.FSType != mounttable.FSType {
-		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
+	if err := mountedHere(mnt); err != nil {
+		return err
 	}
 	silent := false
 	switch {
@@ -92,17 +85,8 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 		// that it cannot exit while stopped.
 		log.Warn().Str("mountpoint", mnt).Msg(mounttable.WhyNoAnswer(rec.Pid) + "; unmounting without it")
 	}
-	if err := mounttable.DetachCtx(ctx, mnt, o.lazy); err != nil {
-		if errors.Is(err, unix.EBUSY) && silent {
-			return withCode(exitBusy, fmt.Errorf("%s does not answer; 'cachefs unmount --lazy %s' detaches it", mnt, mnt))
-		}
-		if errors.Is(err, unix.EBUSY) {
-			return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
-		}
-		if ctx.Err() != nil {
-			return withCode(exitTimeout, fmt.Errorf("unmounting %s took longer than %s: %w", mnt, o.timeout, err))
-		}
-		return withCode(exitInternal, err)
+	if err := detachError(ctx, mnt, o, silent, mounttable.DetachCtx(ctx, mnt, o.lazy)); err != nil {
+		return err
 	}
 	switch {
 	case rec == nil:
@@ -117,6 +101,37 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 		return nil
 	}
 	return waitDaemon(ctx, mnt, rec, o.timeout)
+}
+
+// mountedHere checks that a cachefs mount is at mnt.
+func mountedHere(mnt string) error {
+	me, mounted, err := mounttable.Find(mnt)
+	if err != nil {
+		return withCode(exitInternal, err)
+	}
+	if !mounted {
+		return withCode(exitNotMounted, fmt.Errorf("%s is not mounted", mnt))
+	}
+	if me.FSType != mounttable.FSType {
+		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
+	}
+	return nil
+}
+
+// detachError says why detaching failed, if it did; silent: the daemon
+// did not answer a probe.
+func detachError(ctx context.Context, mnt string, o *unmountOptions, silent bool, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EBUSY) && silent:
+		return withCode(exitBusy, fmt.Errorf("%s does not answer; 'cachefs unmount --lazy %s' detaches it", mnt, mnt))
+	case errors.Is(err, unix.EBUSY):
+		return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
+	case ctx.Err() != nil:
+		return withCode(exitTimeout, fmt.Errorf("unmounting %s took longer than %s: %w", mnt, o.timeout, err))
+	}
+	return withCode(exitInternal, err)
 }
 
 // cleanDead removes the mount of a daemon that died and its record.
