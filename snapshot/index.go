@@ -259,64 +259,12 @@ func EncodeIndex(w io.Writer, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	binary.LittleEndian.PutUint32(pre[8:], IndexVersion)
 	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hdr)))
 	binary.LittleEndian.PutUint64(pre[16:], uint64(total))
-	cw.Write(pre[:])
-	cw.Write(hdr)
-
-	section := func(id int, raw []byte) {
-		var sh [sectionHdrLen]byte
-		binary.LittleEndian.PutUint32(sh[0:], uint32(id))
-		binary.LittleEndian.PutUint32(sh[4:], elemSize[id])
-		binary.LittleEndian.PutUint64(sh[8:], counts[id])
-		cw.Write(sh[:])
-		if uint64(len(raw)) != counts[id]*uint64(elemSize[id]) {
-			panic(fmt.Sprintf("snapshot index: section %s has %d bytes, want %d", sectionNames[id], len(raw), counts[id]*uint64(elemSize[id])))
-		}
-		cw.Write(raw)
-		cw.Write(zeros[:pad8(len(raw))-len(raw)])
+	cw.add(pre[:])
+	cw.add(hdr)
+	raw := sectionBytes(s)
+	for id := 1; id <= numSections; id++ {
+		cw.section(id, counts[id], raw[id])
 	}
-	section(secNames, s.names)
-	section(secNameOff, u32Bytes(s.nameOff))
-	section(secKids, u32Bytes(s.kids))
-	section(secMode, u32Bytes(s.mode))
-	section(secOwner, u32Bytes(s.owner))
-	section(secNlink, u32Bytes(s.nlink))
-	section(secSize, i64Bytes(s.size))
-	section(secMtime, i64Bytes(s.mtime))
-	section(secCtime, i64Bytes(s.ctime))
-	section(secAtime, i64Bytes(s.atime))
-	section(secIno, u64Bytes(s.ino))
-
-	owners := make([]byte, 0, 8*len(s.owners))
-	for _, o := range s.owners {
-		owners = binary.LittleEndian.AppendUint32(owners, o.Uid)
-		owners = binary.LittleEndian.AppendUint32(owners, o.Gid)
-	}
-	section(secOwners, owners)
-	links := make([]byte, 0, 12*len(s.links))
-	for _, l := range s.links {
-		links = binary.LittleEndian.AppendUint32(links, l.Idx)
-		links = binary.LittleEndian.AppendUint32(links, l.Off)
-		links = binary.LittleEndian.AppendUint32(links, l.Len)
-	}
-	section(secLinks, links)
-	section(secTargets, s.targets)
-	rdevs := make([]byte, 0, 16*len(s.rdevs))
-	for _, r := range s.rdevs {
-		rdevs = binary.LittleEndian.AppendUint32(rdevs, r.Idx)
-		rdevs = binary.LittleEndian.AppendUint32(rdevs, 0)
-		rdevs = binary.LittleEndian.AppendUint64(rdevs, r.Rdev)
-	}
-	section(secRdevs, rdevs)
-	section(secACL, u32Bytes(s.acl))
-	sets := make([]byte, 0, 8*len(s.aclSets))
-	for _, p := range s.aclSets {
-		sets = binary.LittleEndian.AppendUint32(sets, p.Access)
-		sets = binary.LittleEndian.AppendUint32(sets, p.Default)
-	}
-	section(secACLSets, sets)
-	section(secACLOff, u32Bytes(s.aclOff))
-	section(secACLData, s.aclData)
-
 	if cw.err != nil {
 		return info, cw.err
 	}
@@ -329,6 +277,51 @@ func EncodeIndex(w io.Writer, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 		panic(fmt.Sprintf("snapshot index: wrote %d bytes, planned %d", cw.n+trailerSize, total))
 	}
 	return info, nil
+}
+
+// add writes p; the first error stays in c.err and stops later writes.
+func (c *crcWriter) add(p []byte) { _, _ = c.Write(p) }
+
+// section writes one section: its header, raw, and padding to 8 bytes.
+func (c *crcWriter) section(id int, count uint64, raw []byte) {
+	var sh [sectionHdrLen]byte
+	binary.LittleEndian.PutUint32(sh[0:], uint32(id))
+	binary.LittleEndian.PutUint32(sh[4:], elemSize[id])
+	binary.LittleEndian.PutUint64(sh[8:], count)
+	c.add(sh[:])
+	if uint64(len(raw)) != count*uint64(elemSize[id]) {
+		panic(fmt.Sprintf("snapshot index: section %s has %d bytes, want %d", sectionNames[id], len(raw), count*uint64(elemSize[id])))
+	}
+	c.add(raw)
+	c.add(zeros[:pad8(len(raw))-len(raw)])
+}
+
+// sectionBytes lays out each section of s as the file stores it.
+func sectionBytes(s *Snapshot) (raw [numSections + 1][]byte) {
+	le := binary.LittleEndian
+	raw[secNames], raw[secTargets], raw[secACLData] = s.names, s.targets, s.aclData
+	raw[secNameOff], raw[secKids], raw[secMode] = u32Bytes(s.nameOff), u32Bytes(s.kids), u32Bytes(s.mode)
+	raw[secOwner], raw[secNlink] = u32Bytes(s.owner), u32Bytes(s.nlink)
+	raw[secSize], raw[secMtime], raw[secCtime], raw[secAtime] = i64Bytes(s.size), i64Bytes(s.mtime), i64Bytes(s.ctime), i64Bytes(s.atime)
+	raw[secIno], raw[secACL], raw[secACLOff] = u64Bytes(s.ino), u32Bytes(s.acl), u32Bytes(s.aclOff)
+	owners := make([]byte, 0, 8*len(s.owners))
+	for _, o := range s.owners {
+		owners = le.AppendUint32(le.AppendUint32(owners, o.Uid), o.Gid)
+	}
+	links := make([]byte, 0, 12*len(s.links))
+	for _, l := range s.links {
+		links = le.AppendUint32(le.AppendUint32(le.AppendUint32(links, l.Idx), l.Off), l.Len)
+	}
+	rdevs := make([]byte, 0, 16*len(s.rdevs))
+	for _, r := range s.rdevs {
+		rdevs = le.AppendUint64(le.AppendUint32(le.AppendUint32(rdevs, r.Idx), 0), r.Rdev)
+	}
+	sets := make([]byte, 0, 8*len(s.aclSets))
+	for _, p := range s.aclSets {
+		sets = le.AppendUint32(le.AppendUint32(sets, p.Access), p.Default)
+	}
+	raw[secOwners], raw[secLinks], raw[secRdevs], raw[secACLSets] = owners, links, rdevs, sets
+	return raw
 }
 
 func sectionCounts(s *Snapshot) [numSections + 1]uint64 {
