@@ -7,8 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cachefs/cachefs/internal/ident"
 	"github.com/cachefs/cachefs/internal/sysx"
-	"github.com/cachefs/cachefs/snapshot"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,7 +47,7 @@ type rootDir struct {
 
 // NewDirSource opens the source root at path. snapshotDev is the root's
 // st_dev recorded by the snapshot, against which inode numbers were mixed
-// (snapshot.MixIno).
+// (ident.MixIno).
 func NewDirSource(path string, snapshotDev uint64) (*DirSource, error) {
 	r, err := openRoot(path)
 	if err != nil {
@@ -116,9 +116,9 @@ func (d *DirSource) check(key Key, st *unix.Stat_t, rootDev uint64) error {
 	if t := st.Mode & unix.S_IFMT; t != unix.S_IFREG {
 		return fmt.Errorf("%s is now a %s: %w", key.Path, typeName(t), ErrChanged)
 	}
-	ino := snapshot.MixIno(st.Dev, st.Ino, d.snapDev)
+	ino := ident.MixIno(st.Dev, st.Ino, d.snapDev)
 	if ino != key.Ino && rootDev != d.snapDev {
-		ino = snapshot.MixIno(st.Dev, st.Ino, rootDev)
+		ino = ident.MixIno(st.Dev, st.Ino, rootDev)
 	}
 	if ino != key.Ino || st.Size != key.Size || st.Mtim.Nano() != key.Mtime {
 		return fmt.Errorf("%s: snapshot has ino %d size %d mtime %d, source now ino %d size %d mtime %d: %w",

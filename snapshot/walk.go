@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cachefs/cachefs/internal/ident"
 	"github.com/cachefs/cachefs/internal/sysx"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -309,17 +310,9 @@ func attrFromStat(st *unix.Stat_t, rootDev uint64) Attr {
 	return a
 }
 
-// MixIno is the inode number a mount shows for (dev, ino). Entries on the
-// root's device keep their number; others get one derived from both, with
-// the top bit set so it cannot collide with the root device's numbers in
-// practice. Content fetches use it to compare a file's identity.
-func MixIno(dev, ino, rootDev uint64) uint64 {
-	if dev == rootDev {
-		return ino
-	}
-	h := (dev*0x9E3779B97F4A7C15 ^ ino) * 0xBF58476D1CE4E5B9
-	return h | 1<<63
-}
+// MixIno is the inode number a mount shows for (dev, ino); see package
+// internal/ident.
+func MixIno(dev, ino, rootDev uint64) uint64 { return ident.MixIno(dev, ino, rootDev) }
 
 func readNames(fd int) ([]string, error) {
 	buf := make([]byte, 64<<10)
