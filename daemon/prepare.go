@@ -15,12 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// within reports whether path is dir or below it. Both must be resolved:
-// a symlink would hide that one is inside the other.
-func within(path, dir string) bool {
-	return path == dir || strings.HasPrefix(path, dir+"/")
-}
-
 // prepare checks the source and mountpoint and creates what is missing, so
 // that every bad input fails before anything is walked or mounted.
 //
@@ -33,11 +27,11 @@ func prepare(log zerolog.Logger, c *Config) (unix.Stat_t, error) {
 	}
 	src, mnt := c.Source, c.Mountpoint
 	switch {
-	case within(src, mnt):
+	case mounttable.Within(src, mnt):
 		return st, fail(ErrMountpoint, fmt.Errorf("mountpoint %s would hide the source %s", mnt, src))
-	case within(mnt, src):
+	case mounttable.Within(mnt, src):
 		return st, fail(ErrMountpoint, fmt.Errorf("mountpoint %s is inside the source %s: the mount would hide part of the source", mnt, src))
-	case within(c.CacheDir, mnt) || within(c.LogFile, mnt):
+	case mounttable.Within(c.CacheDir, mnt) || mounttable.Within(c.LogFile, mnt):
 		return st, fail(ErrCacheDir, fmt.Errorf("cache directory %s is inside the mountpoint %s", c.CacheDir, mnt))
 	}
 	if err := prepareMountpoint(log, mnt); err != nil {

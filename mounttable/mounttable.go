@@ -1,6 +1,8 @@
 // Package mounttable answers what the kernel's mount table and /proc say
 // about a cachefs mount: what is mounted where, whether its daemon still
 // answers, whether that daemon's process runs, and it detaches a mount.
+// Resolve gives a path the name the kernel records for a mount made
+// through it.
 // The CLI, the integration tests and the benchmark all import it, so that
 // each judges "mounted", "dead" and "left behind" the same way.
 //

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/daemon"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
@@ -146,7 +147,7 @@ func (o *mountOptions) paths(ctx context.Context, c *daemon.Config, args []strin
 		out *string
 	}{{o.cacheDir, &c.CacheDir}, {o.logFile, &c.LogFile}} {
 		if p.in != "" {
-			if *p.out, err = resolveParent(string(p.in)); err != nil {
+			if *p.out, err = mounttable.ResolveParent(string(p.in)); err != nil {
 				return usageError(err)
 			}
 		}

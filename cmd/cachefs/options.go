@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/privdir"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -78,7 +79,7 @@ func defaultCacheDir(src string) (parent, dir string, err error) {
 	if parent == "" {
 		parent = "/tmp"
 	}
-	if parent, err = resolvePath(parent); err != nil {
+	if parent, err = mounttable.Resolve(parent); err != nil {
 		return "", "", err
 	}
 	h := sha256.Sum256([]byte(src))

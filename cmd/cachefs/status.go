@@ -75,7 +75,7 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 	}
 	var recs []*control.Record
 	if len(args) == 1 {
-		mnt, err := resolvePath(args[0])
+		mnt, err := mounttable.Resolve(args[0])
 		if err != nil {
 			return usageError(err)
 		}

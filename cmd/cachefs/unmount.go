@@ -53,7 +53,7 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	// wait for the daemon.
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	mnt, err := resolvePath(args[0])
+	mnt, err := mounttable.Resolve(args[0])
 	if err != nil {
 		return usageError(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
@@ -66,7 +67,7 @@ func relPaths(mnt string, args []string) ([]string, error) {
 		}
 		abs, err := filepath.Abs(p)
 		switch {
-		case err == nil && within(abs, mnt):
+		case err == nil && mounttable.Within(abs, mnt):
 			out = append(out, strings.TrimPrefix(strings.TrimPrefix(abs, mnt), "/"))
 		case filepath.IsAbs(p):
 			return nil, fmt.Errorf("%s is not inside the mount %s", p, mnt)
