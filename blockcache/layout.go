@@ -235,7 +235,9 @@ func (l *layout) takeLock(owner string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("blockcache: lock %s: %w", p, err)
 	}
-	f.WriteAt([]byte(strings.ReplaceAll(owner, "\n", " ")+"\n"), 0)
+	// The owner line only names the holder in another process's refusal,
+	// which says "another process" without it.
+	_, _ = f.WriteAt([]byte(strings.ReplaceAll(owner, "\n", " ")+"\n"), 0)
 	return f, nil
 }
 

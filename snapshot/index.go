@@ -185,8 +185,8 @@ func WriteIndex(path string, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			_ = f.Close() // the write's error is the one to report
+			_ = os.Remove(tmp)
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -209,8 +209,8 @@ func WriteIndex(path string, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	ok = true
 	// Make the rename itself durable; failing to is not worth an error.
 	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+		_ = d.Sync()
+		_ = d.Close()
 	}
 	return info, nil
 }
