@@ -105,7 +105,7 @@ func (st *fileState) checkRange(first, last int64) bool {
 	st.mu.RLock()
 	all := true
 	for b := first; b <= last && all; b++ {
-		all = bit(st.checked, b)
+		all = st.checked.has(b)
 	}
 	st.mu.RUnlock()
 	if all {
