@@ -24,22 +24,22 @@ import (
 // into a daemon.Config; the launcher forwards the flags the user set to the
 // daemon as they are (forwardedFlags), so no flag is listed twice.
 type mountOptions struct {
-	walkers    int
-	foreground bool
-	allowOther bool
-	cacheDir   pathFlag
-	logFile    pathFlag
-	debugFuse  bool
-	readyFd    int
-	cacheSize  string
-	blockSize  string
-	readAhead  int
-	passthru   string
-	index      indexOptions
-	prefetch   string
-	pfWorkers  int
-	pfFiles    int
-	pfBytes    string
+	walkers          int
+	foreground       bool
+	allowOther       bool
+	cacheDir         pathFlag
+	logFile          pathFlag
+	debugFuse        bool
+	readyFd          int
+	cacheSize        string
+	blockSize        string
+	readAhead        int
+	passthru         string
+	index            indexOptions
+	prefetch         string
+	prefetchWorkers  int
+	prefetchDirFiles int
+	prefetchDirBytes string
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -56,9 +56,9 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	// "off" of "--passthrough off" for a positional argument.
 	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
 	f.StringVar(&o.prefetch, "prefetch", "dir", "on open, fetch the directory's other files in the background: dir or off")
-	f.IntVar(&o.pfWorkers, "prefetch-workers", 16, "files prefetched at once")
-	f.IntVar(&o.pfFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
-	f.StringVar(&o.pfBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
+	f.IntVar(&o.prefetchWorkers, "prefetch-workers", 16, "files prefetched at once")
+	f.IntVar(&o.prefetchDirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
+	f.StringVar(&o.prefetchDirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	if err := f.MarkHidden("ready-fd"); err != nil {
@@ -179,14 +179,14 @@ func (o *mountOptions) prefetchOptions() (*prefetch.Options, error) {
 	if o.prefetch != "dir" && o.prefetch != "off" {
 		return nil, usageError(fmt.Errorf("--prefetch %q: want dir or off", o.prefetch))
 	}
-	pfb, err := humanize.ParseBytes(o.pfBytes)
+	pfb, err := humanize.ParseBytes(o.prefetchDirBytes)
 	if err != nil || pfb == 0 {
-		return nil, usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.pfBytes))
+		return nil, usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.prefetchDirBytes))
 	}
 	if o.prefetch == "off" {
 		return nil, nil
 	}
-	return &prefetch.Options{Workers: o.pfWorkers, PerDir: o.pfFiles, DirBytes: int64(pfb)}, nil
+	return &prefetch.Options{Workers: o.prefetchWorkers, PerDir: o.prefetchDirFiles, DirBytes: int64(pfb)}, nil
 }
 
 // parseCacheSize reads "50G", "500GiB" or "80%" (of the filesystem that
