@@ -186,6 +186,17 @@ func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args 
 		idx, daemon.RoundAge(age), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
 		src, humanize.Comma(cur.Stats().Entries), secs, cur.Stats().Errors,
 		humanize.Comma(d.Added), humanize.Comma(d.Removed), humanize.Comma(d.Changed))
+	printDiff(d)
+	if d.Same() {
+		return nil
+	}
+	return withCode(exitDiffers, fmt.Errorf("index %s differs from %s (%d added, %d removed, %d changed); rebuild with 'cachefs snapshot %s -o %s'",
+		idx, src, d.Added, d.Removed, d.Changed, src, idx))
+}
+
+// printDiff lists the differences --show lets through, and how many more
+// there are of each kind.
+func printDiff(d snapshot.DiffResult) {
 	list := func(kind string, es []snapshot.DiffEntry) int64 {
 		var n int64
 		for _, e := range es {
@@ -209,11 +220,6 @@ func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args 
 	more("added", list("added", d.AddedPaths), d.Added)
 	more("removed", list("removed", d.RemovedPaths), d.Removed)
 	more("changed", list("changed", d.ChangedPaths), d.Changed)
-	if d.Same() {
-		return nil
-	}
-	return withCode(exitDiffers, fmt.Errorf("index %s differs from %s (%d added, %d removed, %d changed); rebuild with 'cachefs snapshot %s -o %s'",
-		idx, src, d.Added, d.Removed, d.Changed, src, idx))
 }
 
 func orUnknown(s string) string {
