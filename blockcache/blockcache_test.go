@@ -392,13 +392,13 @@ func TestBlockSizeChangeStartsOver(t *testing.T) {
 	}
 }
 
-// restartFixture caches a file of four blocks under one boot id and
-// closes the cache, as a machine that then went down would leave it.
+// restartFixture caches a file of four blocks and closes the cache, as a
+// daemon that then went away (or a machine that went down) would leave it.
 func restartFixture(t *testing.T) (src *memSource, dir, data string) {
 	t.Helper()
 	src = newSource(map[string]int{"a": 4096 * 4})
 	dir = t.TempDir()
-	c := open(t, dir, src, Options{ReadAhead: -1, BootID: "boot-1"})
+	c := open(t, dir, src, Options{ReadAhead: -1})
 	h, _ := c.OpenFile(key(src, "a"))
 	if n, err := h.ReadAt(context.Background(), make([]byte, 4096*4), 0); err != nil || n != 4096*4 {
 		t.Fatal(n, err)
@@ -435,7 +435,7 @@ func TestLostBlockAfterRestartIsFetchedAgain(t *testing.T) {
 	f.Close()
 
 	src.bytes.Store(0)
-	c := open(t, dir, src, Options{ReadAhead: -1, BootID: "boot-2"})
+	c := open(t, dir, src, Options{ReadAhead: -1})
 	if !c.Cached(key(src, "a")) {
 		t.Error("every block is recorded: Cached should say so before any check")
 	}
@@ -467,7 +467,7 @@ func TestLostBlockAfterRestartIsFetchedAgain(t *testing.T) {
 func nextProcessFetchesNothing(t *testing.T, src *memSource, dir string) {
 	t.Helper()
 	src.bytes.Store(0)
-	c := open(t, dir, src, Options{ReadAhead: -1, BootID: "boot-2"})
+	c := open(t, dir, src, Options{ReadAhead: -1})
 	defer c.Close()
 	readAllOf(t, c, src).Close()
 	if st := c.Stats(); st.Verified != 4 || src.bytes.Load() != 0 {
@@ -484,7 +484,7 @@ func TestUncheckedFileCheckedBeforePassthrough(t *testing.T) {
 	f, _ := os.OpenFile(data, os.O_WRONLY, 0)
 	f.WriteAt([]byte("garbage"), 4096*3+100)
 	f.Close()
-	c := open(t, dir, src, Options{ReadAhead: -1, BootID: "boot-2"})
+	c := open(t, dir, src, Options{ReadAhead: -1})
 	h, _ := c.OpenFile(key(src, "a"))
 	if _, ok := h.PassthroughFd(); ok {
 		t.Fatal("a file with a corrupt block offered for passthrough")

@@ -72,10 +72,6 @@ type Options struct {
 	// refused the directory can say who has it.
 	Owner  string
 	Logger zerolog.Logger
-	// BootID is no longer used: every block is checked against its
-	// checksum on its first read by each process, whatever boot recorded
-	// it. Kept so existing callers compile.
-	BootID string
 }
 
 // Stats are the cache's counters.

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 )
 
-// fs gives back files it holds without readers sooner while their
+// fusefs gives back files it holds without readers sooner while their
 // content says it is crowded.
 var _ interface{ Crowded() bool } = (*Handle)(nil)
 

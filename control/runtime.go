@@ -21,6 +21,18 @@ type Record struct {
 	Started    time.Time    `json:"started"`
 	Exited     bool         `json:"exited,omitempty"`
 	Final      *StatusReply `json:"final,omitempty"`
+	// Writable is set for a writable view: Mountpoint is the view, and
+	// the daemon serves the read-only layer below it.
+	Writable *WritableRecord `json:"writable,omitempty"`
+}
+
+// WritableRecord is what a mount record says of a writable view, so that
+// unmount, push and status find its layers.
+type WritableRecord struct {
+	Kind  string `json:"kind"`
+	Dir   string `json:"dir"` // CACHE/writable
+	Lower string `json:"lower"`
+	Upper string `json:"upper"`
 }
 
 // RuntimeDir is where one user's daemons leave their records: Parent,

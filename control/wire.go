@@ -51,7 +51,16 @@ type StatusReply struct {
 	Prefetch      *prefetch.Stats  `json:"prefetch,omitempty"`
 	Passthrough   bool             `json:"passthrough"`
 	// OpenMode says whether opens reach the daemon, and why.
-	OpenMode string `json:"open_mode"`
+	OpenMode string          `json:"open_mode"`
+	Writable *WritableStatus `json:"writable,omitempty"`
+}
+
+// WritableStatus is what status reports of a writable view: the changes
+// a push would consider (regular files in the upper layer).
+type WritableStatus struct {
+	Upper string `json:"upper"`
+	Files int64  `json:"files"`
+	Bytes int64  `json:"bytes"`
 }
 
 // Figures is the one-line account unmount prints and the daemon logs.

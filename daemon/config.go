@@ -32,6 +32,9 @@ type Config struct {
 	Passthrough Passthrough
 	Prefetch    *prefetch.Options // nil: no prefetch; Logger is set here
 	Index       IndexConfig
+	// Writable stacks an overlay at Mountpoint and serves the read-only
+	// mount below it, under the cache directory.
+	Writable bool
 
 	// Logger logs until the log file is open.
 	Logger zerolog.Logger
@@ -81,4 +84,5 @@ type Ready struct {
 	Stats                                 snapshot.Stats
 	Seconds                               float64
 	Pid                                   int
+	Writable                              string `json:",omitempty"`
 }

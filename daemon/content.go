@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/cachefs/cachefs/blockcache"
-	cfs "github.com/cachefs/cachefs/fs"
+	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/rs/zerolog"

@@ -11,7 +11,7 @@ import (
 	"github.com/cachefs/cachefs/blockcache"
 	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/control"
-	cfs "github.com/cachefs/cachefs/fs"
+	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/rs/zerolog"
@@ -30,6 +30,8 @@ type state struct {
 	passthrough bool
 	openMode    string // how files are opened, and why
 	log         zerolog.Logger
+	wv          *writableView // nil for a read-only mount
+	fuseMnt     string        // where m is mounted: a view's lower layer, or the mountpoint
 }
 
 var _ control.Handler = (*state)(nil)
@@ -45,6 +47,9 @@ func (d *state) Status() control.StatusReply {
 	if d.pf != nil {
 		ps := d.pf.Stats()
 		r.Prefetch = &ps
+	}
+	if d.wv != nil {
+		r.Writable = upperStatus(d.wv.layout.Upper)
 	}
 	return r
 }

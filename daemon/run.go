@@ -10,7 +10,7 @@ import (
 
 	"github.com/cachefs/cachefs/blockcache"
 	"github.com/cachefs/cachefs/control"
-	cfs "github.com/cachefs/cachefs/fs"
+	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/privdir"
@@ -49,7 +49,13 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 	}
 	walkSecs := time.Since(start).Seconds()
 
-	d, err := c.mount(log, snap, cache)
+	var wv *writableView
+	if c.Writable {
+		if wv, err = prepareWritable(log, &c, snap); err != nil {
+			return err
+		}
+	}
+	d, err := c.mount(log, snap, cache, wv)
 	if err != nil {
 		return err
 	}
@@ -93,8 +99,10 @@ func (c *Config) walk(ctx context.Context, log zerolog.Logger, root *unix.Stat_t
 	return snap, nil
 }
 
-// mount mounts snap with its prefetcher and settles how files are opened.
-func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *blockcache.Cache) (*state, error) {
+// mount mounts snap with its prefetcher, stacks the writable view wv (if
+// any) over it, and settles how files are opened. With a view, snap is
+// mounted at the view's lower directory.
+func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *blockcache.Cache, wv *writableView) (*state, error) {
 	content := cacheContent{snap: snap, cache: cache}
 	var pf *prefetch.Prefetcher
 	var onOpen func(uint32)
@@ -104,8 +112,12 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 		pf = prefetch.New(snap, prefetchWarmer{content}, opts)
 		onOpen = pf.OnOpen
 	}
+	fuseMnt := c.Mountpoint
+	if wv != nil {
+		fuseMnt = wv.layout.Lower
+	}
 	fsLog := log.With().Str("component", "fuse").Logger()
-	m, err := cfs.New(c.Mountpoint, cfs.Config{
+	m, err := cfs.New(fuseMnt, cfs.Config{
 		Snapshot:    snap,
 		Content:     content,
 		OnOpen:      onOpen,
@@ -122,6 +134,17 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 		}
 		return nil, fail(ErrMountFailed, err)
 	}
+	if wv != nil {
+		if err := wv.mount(); err != nil {
+			if uerr := m.Unmount(); uerr != nil {
+				log.Warn().Err(uerr).Msg("unmounting the read-only layer of a view that failed")
+			}
+			if pf != nil {
+				pf.Close()
+			}
+			return nil, err
+		}
+	}
 	ptOK, why := m.PassthroughAvailable()
 	ptOK, why = choosePassthrough(c.Passthrough, ptOK, why, snap.Stats())
 	if !ptOK {
@@ -129,7 +152,7 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 	}
 	log.Info().Bool("passthrough", ptOK).Msg(why)
 	return &state{cfg: c, started: time.Now(), snap: snap, m: m, cache: cache, content: content,
-		pf: pf, passthrough: ptOK, openMode: why, log: log}, nil
+		pf: pf, passthrough: ptOK, openMode: why, log: log, wv: wv, fuseMnt: fuseMnt}, nil
 }
 
 // serve announces the mount and serves it until it goes.
@@ -144,15 +167,19 @@ func (d *state) serve(ctx context.Context, rep Reporter, walkSecs float64) error
 		stopControl = func() {}
 	}
 	defer stopControl()
+	st := d.snap.Stats()
 	rec := &control.Record{Pid: os.Getpid(), Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile, Started: d.started}
+	ready := Ready{Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile,
+		Stats: st, Seconds: walkSecs, Pid: os.Getpid()}
+	if d.wv != nil {
+		rec.Writable, ready.Writable = d.wv.record(), d.wv.describe()
+	}
 	if err := c.Runtime.Write(rec); err != nil {
 		log.Warn().Err(err).Msg("cannot write the runtime record; unmount will not wait for this daemon")
 	}
-	st := d.snap.Stats()
 	log.Info().Int64("entries", st.Entries).Int64("bytes", st.Bytes).Int64("unreadable", st.Errors).
 		Float64("seconds", walkSecs).Msg("serving")
-	rep.Ready(Ready{Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile,
-		Stats: st, Seconds: walkSecs, Pid: os.Getpid()})
+	rep.Ready(ready)
 
 	d.waitUnmounted(ctx)
 
@@ -166,19 +193,31 @@ func (d *state) serve(ctx context.Context, rep Reporter, walkSecs float64) error
 }
 
 // waitUnmounted returns once the mount is gone: unmounted by someone, or
-// by this daemon when ctx ends.
+// by this daemon when ctx ends. The read-only layer of a writable view
+// goes when its view does, so nobody is left served who cannot reach it.
 func (d *state) waitUnmounted(ctx context.Context) {
 	served := make(chan struct{})
+	if d.wv != nil {
+		go d.wv.watch(served, func() {
+			d.log.Info().Msg("the writable view was unmounted: unmounting the read-only layer")
+			if err := mounttable.Detach(d.fuseMnt, true); err != nil {
+				d.log.Error().Err(err).Msg("lazy unmount failed")
+			}
+		})
+	}
 	go func() {
 		select {
 		case <-served:
 		case <-ctx.Done():
 			d.log.Info().Msg("signal received: unmounting")
+			if d.wv != nil {
+				d.wv.unmount(d.log)
+			}
 			if err := d.m.Unmount(); err != nil {
 				// Files are still open; detach so the job's next steps see
 				// no mount, and finish when the last file closes.
 				d.log.Warn().Err(err).Msg("unmount failed, detaching lazily")
-				if err := mounttable.Detach(d.cfg.Mountpoint, true); err != nil {
+				if err := mounttable.Detach(d.fuseMnt, true); err != nil {
 					d.log.Error().Err(err).Msg("lazy unmount failed")
 				}
 			}

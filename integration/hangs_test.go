@@ -31,7 +31,7 @@ const hangGuard = 90 * time.Second
 // command is the exec.Cmd that e.run runs.
 func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR=")
+	cmd.Env = e.environ()
 	if e.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 		cmd.Dir = "/"

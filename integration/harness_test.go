@@ -93,6 +93,22 @@ type env struct {
 	tmp string
 	// cred, when set, runs commands as that user.
 	cred *syscall.Credential
+	// defaultRuntime leaves the runtime directory to cachefs's default
+	// (root's is /run/cachefs, shared by every root mount on the machine)
+	// instead of one of the test's own.
+	defaultRuntime bool
+}
+
+// environ is the environment of every command the test runs: its own
+// TMPDIR and, for root, its own runtime directory, so that tests never see
+// each other's cache directories or mount records. A user's default
+// runtime directory is already under TMPDIR.
+func (e *env) environ() []string {
+	rt := ""
+	if e.cred == nil && !e.defaultRuntime {
+		rt = filepath.Join(e.tmp, "run")
+	}
+	return append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR=", "CACHEFS_RUNTIME_DIR="+rt)
 }
 
 func newEnv(t *testing.T) *env {
@@ -109,7 +125,7 @@ type result struct {
 func (e *env) run(args ...string) result {
 	e.t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR=")
+	cmd.Env = e.environ()
 	if e.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 		cmd.Dir = "/"

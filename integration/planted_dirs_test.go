@@ -225,7 +225,7 @@ func TestRootRecordNotInSharedTmp(t *testing.T) {
 	rootTop := n.plant(t, cred, 0, src, mnt)
 	before := n.fingerprint(t)
 
-	e := &env{t: t, tmp: n.tmp}
+	e := &env{t: t, tmp: n.tmp, defaultRuntime: true}
 	e.mount(src, mnt, "--cache-dir", filepath.Join(n.base, "cache"))
 	if r := e.unmount(mnt); !strings.Contains(r.stdout, "served") {
 		t.Errorf("unmount found no figures in the record: %q", r.stdout)
@@ -305,7 +305,7 @@ func TestSymlinkedMountpoint(t *testing.T) {
 	if r := e.unmount(link); !strings.Contains(r.stdout, "served") {
 		t.Errorf("unmount through the link found no record: %q", r.stdout)
 	}
-	rec := filepath.Join("/run/cachefs", recordName(real))
+	rec := filepath.Join(e.tmp, "run", recordName(real))
 	if _, err := os.Lstat(rec); err == nil {
 		t.Errorf("record %s left behind", rec)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/daemon"
+	"github.com/cachefs/cachefs/push"
 )
 
 // Exit codes are part of the interface: job scripts branch on them. They are
@@ -24,6 +25,8 @@ const (
 	exitTimeout     = 10
 	exitIndex       = 11 // snapshot index: unreadable, corrupt, wrong version, too old, or from another source
 	exitDiffers     = 12 // snapshot --check: the index differs from the source
+	exitConflict    = 13 // push: files changed on the source were not overwritten
+	exitPush        = 14 // push: the source refused writes, or entries failed
 	exitInterrupted = 130
 )
 
@@ -42,6 +45,7 @@ var libraryCodes = []struct {
 	{daemon.ErrInterrupted, exitInterrupted},
 	{control.ErrNoAnswer, exitMountFailed},
 	{control.ErrBadReply, exitInternal},
+	{push.ErrReadOnly, exitPush},
 }
 
 // exitError carries an exit code with the error that causes it.

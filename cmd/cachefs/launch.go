@@ -157,7 +157,14 @@ func entries(s snapshot.Stats) string {
 // summary is the line mount prints once the mount serves.
 func summary(r *daemon.Ready) string {
 	return fmt.Sprintf("cachefs: serving %s at %s: %s snapshotted in %.2fs, %d unreadable; cache %s; log %s; daemon pid %d",
-		r.Source, r.Mountpoint, entries(r.Stats), r.Seconds, r.Stats.Errors, r.CacheDir, r.LogFile, r.Pid)
+		r.Source, r.Mountpoint, entries(r.Stats), r.Seconds, r.Stats.Errors, r.CacheDir, r.LogFile, r.Pid) + writableSuffix(r.Writable)
+}
+
+func writableSuffix(w string) string {
+	if w == "" {
+		return ""
+	}
+	return "; " + w
 }
 
 // pipeReporter sends the daemon's progress and readiness to its launcher.

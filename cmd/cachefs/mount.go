@@ -40,6 +40,7 @@ type mountOptions struct {
 	prefetchWorkers  int
 	prefetchDirFiles int
 	prefetchDirBytes string
+	writable         bool
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -59,6 +60,7 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.prefetchWorkers, "prefetch-workers", 16, "files prefetched at once")
 	f.IntVar(&o.prefetchDirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
 	f.StringVar(&o.prefetchDirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
+	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	if err := f.MarkHidden("ready-fd"); err != nil {
@@ -86,6 +88,11 @@ per entry) and the kernel enforces them for every user. A mount without it
 is reachable by its own user only, whom the source refuses whatever an ACL
 refuses when the daemon opens a file, so it skips them. For the same reason
 --allow-other refuses an --index made without ACLs (exit status 11).
+
+With --writable, clients may create, rewrite, rename, lock and mmap files
+through the mount: changes land in CACHE-DIR/writable on node-local disk,
+never in SOURCE, until 'cachefs push' (or 'cachefs unmount --push') copies
+them back. Root gets the kernel's overlayfs, other users fuse-overlayfs.
 
 The default cache directory, under the shared $TMPDIR, is used only if it
 is yours, mode 0700 and not a symlink; anything else there fails with
@@ -116,6 +123,11 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 	if c.Prefetch, err = o.prefetchOptions(); err != nil {
 		return c, err
 	}
+	if o.writable {
+		if err := daemon.CheckWritable(); err != nil {
+			return c, err
+		}
+	}
 	if c.Cache, err = parseCacheSize(o.cacheSize); err != nil {
 		return c, usageError(err)
 	}
@@ -127,6 +139,7 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 		return c, err
 	}
 	c.Walkers, c.AllowOther, c.DebugFuse, c.BlockSize, c.ReadAhead = o.walkers, o.allowOther, o.debugFuse, int64(bs), o.readAhead
+	c.Writable = o.writable
 	c.Runtime = runtimeDir()
 	return c, o.paths(ctx, &c, args)
 }

@@ -55,8 +55,14 @@ func (g *globalOptions) logger(w io.Writer) (zerolog.Logger, error) {
 // /run/cachefs whatever the session: a job prologue has no
 // XDG_RUNTIME_DIR, and root's later interactive shell must find its records.
 // Others use $XDG_RUNTIME_DIR/cachefs or, failing that, a directory of
-// their own under the shared TMPDIR.
+// their own under the shared TMPDIR. CACHEFS_RUNTIME_DIR overrides all of
+// them, for a site that keeps records elsewhere and for test suites that
+// must not see each other's mounts; it is checked like any other.
 func runtimeDir() control.RuntimeDir {
+	if d := os.Getenv("CACHEFS_RUNTIME_DIR"); d != "" {
+		d = filepath.Clean(d)
+		return control.RuntimeDir{Parent: filepath.Dir(d), Names: []string{filepath.Base(d)}}
+	}
 	if os.Geteuid() == 0 {
 		if fi, err := os.Stat("/run"); err == nil && fi.IsDir() {
 			return control.RuntimeDir{Parent: "/run", Names: []string{"cachefs"}}

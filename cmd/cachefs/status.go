@@ -51,7 +51,7 @@ func liveRecord(mnt string) (*control.Record, error) {
 	if err != nil {
 		return nil, withCode(exitInternal, err)
 	}
-	if !mounted || me.FSType != mounttable.FSType {
+	if !mounted || (me.FSType != mounttable.FSType && !isWritableView(me)) {
 		return nil, withCode(exitNotMounted, fmt.Errorf("%s is not a cachefs mount", mnt))
 	}
 	rec, err := readRecord(mnt)
@@ -165,6 +165,9 @@ func printStatus(r *control.StatusReply) {
 	fmt.Fprintf(tw, "passthrough\t%s\n", pt)
 	if r.OpenMode != "" {
 		fmt.Fprintf(tw, "opens\t%s\n", r.OpenMode)
+	}
+	if w := r.Writable; w != nil {
+		fmt.Fprintf(tw, "writable\t%s changed files (%s) not pushed yet, in %s\n", humanize.Comma(w.Files), humanize.IBytes(uint64(w.Bytes)), w.Upper)
 	}
 	tw.Flush()
 }

@@ -16,12 +16,18 @@ import (
 type unmountOptions struct {
 	lazy    bool
 	timeout time.Duration
+	push    bool
+	keep    bool
+	pushOpt pushOptions
 }
 
 func (o *unmountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open or the daemon is stuck; the daemon exits when the last file closes")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "the most the whole unmount takes, the wait for the daemon to exit included")
+	f.BoolVar(&o.push, "push", false, "writable mounts: push the changes to SOURCE first (see 'cachefs push'); with conflicts (exit 13) the changes are kept as with --keep; if the push fails otherwise nothing is unmounted")
+	f.BoolVar(&o.keep, "keep", false, "writable mounts: keep the changes for a later mount over the same cache directory instead of discarding them")
+	o.pushOpt.AddFlags(f)
 }
 
 func newUnmountCommand(g *globalOptions) *cobra.Command {
@@ -63,8 +69,15 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	if rec != nil && (rec.Mountpoint != mnt || !mounttable.ProcessAlive(rec.Pid)) {
 		rec = nil
 	}
-	if err := mountedHere(mnt); err != nil {
+	me, err := mountedHere(mnt)
+	if err != nil {
 		return err
+	}
+	if isWritableView(me) {
+		return unmountView(ctx, g, o, mnt, rec)
+	}
+	if me.FSType != mounttable.FSType {
+		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
 	}
 	silent := false
 	switch {
@@ -103,19 +116,16 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	return waitDaemon(ctx, mnt, rec, o.timeout)
 }
 
-// mountedHere checks that a cachefs mount is at mnt.
-func mountedHere(mnt string) error {
+// mountedHere returns the mount at mnt, or why there is none.
+func mountedHere(mnt string) (mounttable.Entry, error) {
 	me, mounted, err := mounttable.Find(mnt)
 	if err != nil {
-		return withCode(exitInternal, err)
+		return me, withCode(exitInternal, err)
 	}
 	if !mounted {
-		return withCode(exitNotMounted, fmt.Errorf("%s is not mounted", mnt))
+		return me, withCode(exitNotMounted, fmt.Errorf("%s is not mounted", mnt))
 	}
-	if me.FSType != mounttable.FSType {
-		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
-	}
-	return nil
+	return me, nil
 }
 
 // detachError says why detaching failed, if it did; silent: the daemon

@@ -1,4 +1,4 @@
-package fs
+package fusefs
 
 import (
 	"errors"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cachefs/cachefs/snapshot"
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rs/zerolog"
 )
@@ -86,60 +85,57 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 		snap = snap.Shared()
 	}
 	logACLs(cfg.Logger, snap, cfg.AllowOther)
-	t := &tree{snap: snap, content: cfg.Content, m: m}
+	t := newRawFS(snap, cfg.Content, m)
 	m.held = newHeldReaders(cfg.Content.Open, m.heardOpen, m.closeReader, heldIdle, heldMax)
-	root := &node{t: t, idx: 0}
-	timeout := forever
 	fsName := cfg.FsName
 	// fusermount passes fsname inside a comma-separated option list.
 	if fsName == "" || strings.ContainsAny(fsName, ", \t\n\\") {
 		fsName = "cachefs"
 	}
-	opts := &gofs.Options{
-		MountOptions: fuse.MountOptions{
-			AllowOther: cfg.AllowOther,
-			FsName:     fsName,
-			Name:       "cachefs",
-			// default_permissions makes the kernel enforce the snapshot's
-			// modes and owners; ro makes it refuse writes before they get here.
-			Options:              []string{"ro", "default_permissions"},
-			DirectMount:          true,
-			DirectMountFlags:     syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
-			EnableSymlinkCaching: true,
-			MaxBackground:        64,
-			MaxReadAhead:         1 << 20,
-			Debug:                cfg.Debug,
-			Logger:               cfg.GoFuseLog,
-			// Reads of cached ranges are spliced; 1 MiB requests (the
-			// kernel's most) make an eighth of the round trips that the
-			// default 128 KiB does for a sequential reader.
-			MaxWrite: 1 << 20,
-			// The kernel then checks the snapshot's POSIX ACLs as well as
-			// the mode bits. It fetches an inode's ACL with one GETXATTR
-			// and caches it as long as the inode's attributes, which is
-			// forever here. Without ACLs there is nothing to check, and
-			// leaving it off saves that request per inode.
-			EnableAcl: snap.HasACLs(),
-		},
-		Logger:          cfg.GoFuseLog,
-		EntryTimeout:    &timeout,
-		AttrTimeout:     &timeout,
-		NegativeTimeout: &timeout,
-		RootStableAttr:  &gofs.StableAttr{Ino: cfg.Snapshot.Ino(0)},
+	opts := fuse.MountOptions{
+		AllowOther: cfg.AllowOther,
+		FsName:     fsName,
+		Name:       "cachefs",
+		// default_permissions makes the kernel enforce the snapshot's
+		// modes and owners; ro makes it refuse writes before they get here.
+		Options:              []string{"ro", "default_permissions"},
+		DirectMount:          true,
+		DirectMountFlags:     syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
+		EnableSymlinkCaching: true,
+		MaxBackground:        64,
+		MaxReadAhead:         1 << 20,
+		Debug:                cfg.Debug,
+		Logger:               cfg.GoFuseLog,
+		// Reads of cached ranges are spliced; 1 MiB requests (the
+		// kernel's most) make an eighth of the round trips that the
+		// default 128 KiB does for a sequential reader.
+		MaxWrite: 1 << 20,
+		// The kernel then checks the snapshot's POSIX ACLs as well as
+		// the mode bits. It fetches an inode's ACL with one GETXATTR
+		// and caches it as long as the inode's attributes, which is
+		// forever here. Without ACLs there is nothing to check, and
+		// leaving it off saves that request per inode.
+		EnableAcl: snap.HasACLs(),
 	}
+	gogc := settleMemory()
+	cfg.Logger.Debug().Int("gogc", gogc).Msg("garbage of the snapshot build returned; collector target set")
 	var srv *fuse.Server
 	said, err := withFusermountSaid(func() (err error) {
-		srv, err = gofs.Mount(mountpoint, root, opts)
-		return err
+		if srv, err = fuse.NewServer(t, mountpoint, &opts); err != nil {
+			return err
+		}
+		t.srv = srv
+		go srv.Serve()
+		return srv.WaitMount()
 	})
 	if err != nil {
 		m.held.close()
 		// go-fuse reports a failed fusermount3 by its exit status only;
 		// the reason is what fusermount3 printed.
 		if said != "" {
-			return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, said)
+			return nil, fmt.Errorf("fusefs: %w at %s: %s", ErrMount, mountpoint, said)
 		}
-		return nil, fmt.Errorf("fs: %w at %s: %s", ErrMount, mountpoint, strings.TrimSpace(err.Error()))
+		return nil, fmt.Errorf("fusefs: %w at %s: %s", ErrMount, mountpoint, strings.TrimSpace(err.Error()))
 	}
 	m.srv = srv
 	return m, nil

@@ -1,4 +1,4 @@
-package fs
+package fusefs
 
 import (
 	"context"
@@ -128,12 +128,5 @@ func TestListingThenLookupKeepsEntries(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(mnt, p)); err != nil || string(got) != "contents of "+p {
 			t.Errorf("read %s after listing: %q, %v", p, got, err)
 		}
-	}
-}
-
-func TestStableAttrReservedIno(t *testing.T) {
-	a := stableAttr(5, snapshot.Attr{Mode: snapshot.ModeReg | 0o644, Ino: ^uint64(0)})
-	if a.Ino != 0 || a.Gen != 5 || a.Reserved() {
-		t.Errorf("stable attr %+v for the reserved inode number", a)
 	}
 }
