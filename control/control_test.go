@@ -67,13 +67,16 @@ func TestDialNobody(t *testing.T) {
 
 func TestRecords(t *testing.T) {
 	d := RuntimeDir{Parent: t.TempDir(), Names: []string{"cachefs-test", "run"}}
-	rec := &Record{Pid: 7, Mountpoint: "/mnt/x y", CacheDir: "/c"}
+	rec := &Record{Pid: 7, Mountpoint: "/mnt/x y", CacheDir: "/c", Writable: &WritableRecord{Kind: "overlay", Dir: "/c/writable", Lower: "/c/writable/lower", Upper: "/c/writable/upper"}}
 	if err := d.Write(rec); err != nil {
 		t.Fatal(err)
 	}
 	got, err := d.Read("/mnt/x y")
 	if err != nil || got.Pid != 7 || got.CacheDir != "/c" {
 		t.Fatalf("Read = %+v, %v", got, err)
+	}
+	if got.Writable == nil || *got.Writable != *rec.Writable {
+		t.Errorf("the writable view's layers did not survive the record: %+v", got.Writable)
 	}
 	if files, err := d.List(); err != nil || len(files) != 1 || files[0] != d.RecordPath("/mnt/x y") {
 		t.Errorf("List = %v, %v", files, err)
