@@ -1,8 +1,9 @@
 // Package daemon serves one cachefs mount: it checks the source and the
 // mountpoint, makes the cache directory, takes the snapshot (a walk of the
 // source or an index), opens the block cache, mounts the FUSE filesystem
-// with its prefetcher, answers the control socket, and serves until the
-// mount goes away or its context ends.
+// with its prefetcher (under the cache directory, with a writable view
+// stacked at the mountpoint when asked), answers the control socket, and
+// serves until the mount goes away or its context ends.
 //
 // # Configuration
 //
