@@ -290,8 +290,7 @@ func (c *Cache) evictLocked(need int64, spareRecent bool) bool {
 			// The log goes first: killed between the two, a data file
 			// without its log is nothing cached, while a log without its
 			// data would promise blocks that are gone.
-			c.dirs.remove(e.name + ".present")
-			c.dirs.remove(e.name)
+			c.evictFiles(e.name)
 			c.usage -= e.bytes
 			c.lru.Remove(el)
 			delete(c.lruIdx, e.name)
@@ -477,6 +476,16 @@ func (c *Cache) release(st *fileState) {
 		st.deactivate()
 		if !st.dead.Load() {
 			c.idle.Set(st.name, st, st.cost())
+		}
+	}
+}
+
+// evictFiles removes a cache file's presence log, then its data. A name
+// that stays behind is found again by the next scan and evicted then.
+func (c *Cache) evictFiles(name string) {
+	for _, n := range []string{name + ".present", name} {
+		if err := c.dirs.remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn().Err(err).Str("file", n).Msg("eviction could not remove a cache file")
 		}
 	}
 }

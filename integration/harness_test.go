@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachefs/cachefs/integration/proc"
+	"github.com/cachefs/cachefs/mounttable"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,9 +82,9 @@ func leftoverDaemons() []int {
 
 // processAlive and isMounted keep the tests' short names for the shared
 // /proc checks.
-func processAlive(pid int) bool { return proc.Alive(pid) }
+func processAlive(pid int) bool { return mounttable.ProcessAlive(pid) }
 
-func isMounted(mnt string) bool { return proc.IsMounted(mnt) }
+func isMounted(mnt string) bool { return mounttable.IsMounted(mnt) }
 
 // env is the environment a test's cachefs commands run with: a private
 // TMPDIR so cache directories and runtime records never mix between tests.

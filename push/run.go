@@ -109,7 +109,8 @@ func (p *pusher) locked(tfd int, f func() error) error {
 			break // a file system without flock still gets NOREPLACE renames
 		}
 	}
-	defer unix.Flock(tfd, unix.LOCK_UN)
+	// An unlock that fails leaves the lock to go when tfd is closed.
+	defer func() { _ = unix.Flock(tfd, unix.LOCK_UN) }()
 	p.cleanTemps(tfd)
 	err := f()
 	_ = unix.Fsync(tfd)

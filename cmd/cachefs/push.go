@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/overlay"
 	"github.com/cachefs/cachefs/push"
 	"github.com/cachefs/cachefs/snapshot"
@@ -60,7 +62,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []strin
 	if _, err := g.logger(os.Stderr); err != nil {
 		return err
 	}
-	mnt, err := resolvePath(args[0])
+	mnt, err := mounttable.Resolve(args[0])
 	if err != nil {
 		return usageError(err)
 	}
@@ -73,7 +75,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []strin
 
 // pushRecord pushes the writable view a mount record describes, prints
 // the outcome, and maps it to an exit status.
-func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *record) error {
+func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *control.Record) error {
 	if rec.Writable == nil {
 		return usageError(fmt.Errorf("%s is a read-only mount: nothing to push (mount with --writable)", rec.Mountpoint))
 	}
@@ -116,7 +118,7 @@ func (t *termReporter) pushProgress(r push.Result) {
 	t.drawn = true
 }
 
-func printPush(o *pushOptions, rec *record, r *push.Result) {
+func printPush(o *pushOptions, rec *control.Record, r *push.Result) {
 	if o.json {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		fmt.Println(string(b))

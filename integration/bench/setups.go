@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachefs/cachefs/integration/proc"
+	"github.com/cachefs/cachefs/mounttable"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,7 +84,7 @@ func waitExit(pid int, exited <-chan struct{}, d time.Duration) bool {
 				return true
 			default:
 			}
-		} else if !proc.Alive(pid) {
+		} else if !mounttable.ProcessAlive(pid) {
 			return true
 		}
 		select {
@@ -140,7 +140,7 @@ func (b *bench) scratch(setup, what string, cl *cleanups) string {
 	d := filepath.Join(b.run, setup+"-"+what)
 	os.MkdirAll(d, 0o755)
 	cl.push(func() error {
-		if m := proc.MountPoints(d); len(m) > 0 {
+		if m := mounttable.MountPoints(d); len(m) > 0 {
 			return fmt.Errorf("not removing %s: %v still mounted", d, m)
 		}
 		return os.RemoveAll(d)
@@ -205,7 +205,7 @@ func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, e
 	go func() { cmd.Wait(); close(exited) }()
 	cl.push(func() error {
 		var err error
-		if proc.IsMounted(mnt) {
+		if mounttable.IsMounted(mnt) {
 			if err = run(exec.Command("fusermount3", "-u", mnt)); err != nil {
 				err = errors.Join(err, unix.Unmount(mnt, unix.MNT_DETACH))
 			}
@@ -213,7 +213,7 @@ func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, e
 		stop(cmd.Process.Pid, exited)
 		return err
 	})
-	for !proc.IsMounted(mnt) {
+	for !mounttable.IsMounted(mnt) {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logPath)
@@ -238,7 +238,7 @@ func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanup
 	pid := 0
 	cl.push(func() error {
 		var err error
-		if proc.IsMounted(mnt) {
+		if mounttable.IsMounted(mnt) {
 			cmd := b.cachefsCmd(context.Background(), "unmount", mnt)
 			var out bytes.Buffer
 			cmd.Stdout = &out

@@ -1,4 +1,4 @@
-package main
+package mounttable
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestResolvePath(t *testing.T) {
+func TestResolve(t *testing.T) {
 	// The temporary directory may itself sit below a link.
 	d, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
@@ -39,19 +39,19 @@ func TestResolvePath(t *testing.T) {
 		"missing/rel":    "missing/rel",
 	}
 	for in, want := range cases {
-		got, err := resolvePath(filepath.Join(d, in))
+		got, err := Resolve(filepath.Join(d, in))
 		if err != nil || got != filepath.Join(d, want) {
-			t.Errorf("resolvePath(%s) = %s, %v; want %s", in, got, err, filepath.Join(d, want))
+			t.Errorf("Resolve(%s) = %s, %v; want %s", in, got, err, filepath.Join(d, want))
 		}
 	}
-	if _, err := resolvePath(filepath.Join(d, "loop")); !errors.Is(err, unix.ELOOP) {
+	if _, err := Resolve(filepath.Join(d, "loop")); !errors.Is(err, unix.ELOOP) {
 		t.Errorf("a link to itself: %v, want ELOOP", err)
 	}
 	// resolveParent leaves the last component alone, link or not.
-	if got, err := resolveParent(filepath.Join(d, "chain", "x")); err != nil || got != filepath.Join(d, "real", "x") {
-		t.Errorf("resolveParent(chain/x) = %s, %v", got, err)
+	if got, err := ResolveParent(filepath.Join(d, "chain", "x")); err != nil || got != filepath.Join(d, "real", "x") {
+		t.Errorf("ResolveParent(chain/x) = %s, %v", got, err)
 	}
-	if got, err := resolveParent(filepath.Join(d, "rel")); err != nil || got != filepath.Join(d, "rel") {
-		t.Errorf("resolveParent(rel) = %s, %v", got, err)
+	if got, err := ResolveParent(filepath.Join(d, "rel")); err != nil || got != filepath.Join(d, "rel") {
+		t.Errorf("ResolveParent(rel) = %s, %v", got, err)
 	}
 }
