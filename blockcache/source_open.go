@@ -62,7 +62,7 @@ func openBeneath(root int, rel string) (int, error) {
 	// (a 4 KiB header read would cost a block and more). Advice only, so
 	// a source that refuses it (a FIFO, before the type check) is read
 	// all the same.
-	unix.Fadvise(fd, 0, 0, unix.FADV_RANDOM)
+	_ = unix.Fadvise(fd, 0, 0, unix.FADV_RANDOM)
 	return fd, nil
 }
 
