@@ -183,6 +183,9 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle
 	if !snapshot.Attr.IsDir(n.t.snap.Attr(n.idx)) {
 		return nil, 0, syscall.ENOTDIR
 	}
+	if l := n.t.m.onList; l != nil {
+		l(n.idx)
+	}
 	return &dirHandle{t: n.t, idx: n.idx}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	cfs "github.com/cachefs/cachefs/fs"
-	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/privdir"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
@@ -49,6 +48,7 @@ type mountOptions struct {
 	pfFiles    int
 	pfBytes    string
 	pfDirBytes int64 // pfBytes, parsed
+	early      earlyOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -64,14 +64,15 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	// No default for a bare --passthrough: with one, pflag would take the
 	// "off" of "--passthrough off" for a positional argument.
 	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
-	f.StringVar(&o.prefetch, "prefetch", "dir", "on open, fetch the directory's other files in the background: dir or off")
-	f.IntVar(&o.pfWorkers, "prefetch-workers", 16, "files prefetched at once")
+	f.StringVar(&o.prefetch, "prefetch", "dir,list", "fetch ahead in the background: dir (on open, the directory's other files), list (on listing, the directory's small files), both (dir,list) or off")
+	f.IntVar(&o.pfWorkers, "prefetch-workers", 0, "files prefetched at once, fixed (0: as many as pay, up to --max-in-flight)")
 	f.IntVar(&o.pfFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
 	f.StringVar(&o.pfBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	_ = f.MarkHidden("ready-fd")
 	o.index.AddFlags(f)
+	o.early.AddFlags(f)
 }
 
 func newMountCommand(g *globalOptions) *cobra.Command {
@@ -148,8 +149,8 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, args []str
 	default:
 		return usageError(fmt.Errorf("--passthrough %q: want auto, on or off", o.passthru))
 	}
-	if o.prefetch != "dir" && o.prefetch != "off" {
-		return usageError(fmt.Errorf("--prefetch %q: want dir or off", o.prefetch))
+	if err := o.early.check(o.prefetch); err != nil {
+		return usageError(err)
 	}
 	pfb, err := humanize.ParseBytes(o.pfBytes)
 	if err != nil || pfb == 0 {
@@ -210,6 +211,7 @@ func launch(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt str
 		"--prefetch=" + o.prefetch, "--prefetch-workers=" + strconv.Itoa(o.pfWorkers),
 		"--prefetch-dir-files=" + strconv.Itoa(o.pfFiles), "--prefetch-dir-bytes=" + o.pfBytes}
 	args = append(args, o.index.args()...)
+	args = append(args, o.early.args()...)
 	if o.cacheDir != "" {
 		args = append(args, "--cache-dir="+o.cacheDir)
 	}
@@ -563,20 +565,20 @@ func serve(ctx context.Context, g *globalOptions, o *mountOptions, src, mnt stri
 	walkSecs := time.Since(start).Seconds()
 
 	content := cacheContent{snap: snap, cache: cache}
-	var pf *prefetch.Prefetcher
-	var onOpen func(uint32)
-	if o.prefetch == "dir" {
-		pf = prefetch.New(snap, prefetchWarmer{content}, prefetch.Options{
-			Workers: o.pfWorkers, PerDir: o.pfFiles, DirBytes: o.pfDirBytes,
-			Logger: log.With().Str("component", "prefetch").Logger()})
+	defer o.early.startCPUProfile(log)()
+	pf, onOpen, onList, err := startPrefetch(log, o, snap, prefetchWarmer{content}, o.blockBytes())
+	if err != nil {
+		return usageError(err)
+	}
+	if pf != nil {
 		defer pf.Close()
-		onOpen = pf.OnOpen
 	}
 	fsLog := log.With().Str("component", "fuse").Logger()
 	m, err := cfs.New(mnt, cfs.Config{
 		Snapshot:    snap,
 		Content:     content,
 		OnOpen:      onOpen,
+		OnList:      onList,
 		FsName:      src,
 		AllowOther:  o.allowOther,
 		Logger:      fsLog,

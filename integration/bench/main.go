@@ -62,6 +62,7 @@ var phases = []string{"mount", "scan", "peek", "epoch1", "epoch2", "small"}
 
 type config struct {
 	workdir, jsonOut string
+	cpuProfiles      string // directory for the daemons' CPU profiles
 	quick            bool
 	setups           []string
 	workers          int
@@ -114,6 +115,7 @@ func parseFlags(args []string) (config, error) {
 	c := config{fixture: slowfs.Options{DisableReadDirPlus: true}}
 	f.StringVar(&c.workdir, "workdir", filepath.Join(os.TempDir(), "cachefs-bench"), "where the dataset is kept between runs and scratch space goes (local disk)")
 	f.StringVar(&c.jsonOut, "json", "", "also write every number to this JSON file")
+	f.StringVar(&c.cpuProfiles, "cpuprofile-dir", "", "write each cachefs daemon's CPU profile to DIR/SETUP.pprof (for go tool pprof)")
 	f.BoolVar(&c.quick, "quick", false, "small dataset for CI-like checks (dataset flags given explicitly still win)")
 	setups := f.String("setups", strings.Join(allSetups, ","), "comma-separated setups to run, in this order")
 	f.IntVar(&c.workers, "workers", 4, "reader processes per phase")
@@ -204,7 +206,7 @@ func runMain(ctx context.Context, cfg config) (code int) {
 	if b.lists, err = writeLists(b.run, cfg.data); err != nil {
 		return fail(err)
 	}
-	if slices.Contains(cfg.setups, "cachefs") || slices.Contains(cfg.setups, "cachefs-noprefetch") {
+	if slices.ContainsFunc(cfg.setups, func(s string) bool { return strings.HasPrefix(s, "cachefs") }) {
 		if b.cachefs, err = buildCachefs(ctx, b.run); err != nil {
 			return fail(fmt.Errorf("building cachefs: %w", err))
 		}

@@ -123,26 +123,9 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", res.Setup, strings.Join(cells, " | "), whole, ratio)
 	}
 
-	// Per phase against local disk, the floor.
-	var local *setupResult
-	for i := range r.Setups {
-		if r.Setups[i].Setup == "local" && r.Setups[i].Status == "ok" {
-			local = &r.Setups[i]
-		}
-	}
-	if local != nil {
-		fmt.Fprintf(w, "\n| / local | %s | whole job |\n|---|%s---:|\n",
-			strings.Join(phases[1:], " | "), strings.Repeat("---:|", len(phases)-1))
-		for _, res := range r.Setups {
-			if res.Status != "ok" {
-				continue
-			}
-			var cells []string
-			for i := 1; i < len(phases); i++ {
-				cells = append(cells, fmt.Sprintf("%.2fx", res.Phases[i].Seconds/local.Phases[i].Seconds))
-			}
-			fmt.Fprintf(w, "| %s | %s | %.2fx |\n", res.Setup, strings.Join(cells, " | "), res.Whole/local.Whole)
-		}
+	// Per phase against the two floors.
+	for _, floor := range []string{"floor", "local"} {
+		r.printRatios(w, floor)
 	}
 
 	// What the shared filesystem paid.
@@ -167,5 +150,31 @@ func (r *report) print(w io.Writer) {
 		if res.Status != "ok" {
 			fmt.Fprintf(w, "\n%s %s: %s\n", res.Setup, res.Status, res.Reason)
 		}
+	}
+}
+
+// printRatios writes every setup's phases and whole job as ratios to the
+// setup named floor, if it ran.
+func (r *report) printRatios(w io.Writer, floor string) {
+	var ref *setupResult
+	for i := range r.Setups {
+		if r.Setups[i].Setup == floor && r.Setups[i].Status == "ok" {
+			ref = &r.Setups[i]
+		}
+	}
+	if ref == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n| / %s | %s | whole job |\n|---|%s---:|\n",
+		floor, strings.Join(phases[1:], " | "), strings.Repeat("---:|", len(phases)-1))
+	for _, res := range r.Setups {
+		if res.Status != "ok" {
+			continue
+		}
+		var cells []string
+		for i := 1; i < len(phases); i++ {
+			cells = append(cells, fmt.Sprintf("%.2fx", res.Phases[i].Seconds/ref.Phases[i].Seconds))
+		}
+		fmt.Fprintf(w, "| %s | %s | %.2fx |\n", res.Setup, strings.Join(cells, " | "), res.Whole/ref.Whole)
 	}
 }

@@ -19,8 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// allSetups is the canonical order: the slow baseline first, the floor last.
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs", "local"}
+// allSetups is the canonical order: the slow baseline first, then the
+// peers and cachefs's variants, then the two floors: floor (every file
+// fetched at once, then local disk) and local (no source at all).
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "floor", "local"}
 
 // tools each setup runs; a missing one skips the setup rather than failing
 // the run, since peers are optional on a given machine.
@@ -128,6 +130,19 @@ func (b *bench) stage(ctx context.Context, setup, src string, cl *cleanups) (str
 	case "cachefs-noprefetch":
 		// The block cache alone, so prefetch's gain is measured side by side.
 		return b.cachefsMount(ctx, setup, src, cl, "--prefetch", "off")
+	case "cachefs-fixed16":
+		// The prefetcher as it was: 16 in flight, started on open only.
+		return b.cachefsMount(ctx, setup, src, cl, "--prefetch-workers", "16", "--prefetch", "dir")
+	case "cachefs-nolist":
+		// The adaptive prefetcher started on open only, so listing
+		// prefetch's gain is measured side by side.
+		return b.cachefsMount(ctx, setup, src, cl, "--prefetch", "dir")
+	case "cachefs-warm":
+		// The whole tree staged in the background from the moment the
+		// mount serves.
+		return b.cachefsMount(ctx, setup, src, cl, "--warm", ".")
+	case "floor":
+		return b.floor(ctx, src, cl)
 	}
 	return "", fmt.Errorf("unknown setup %q", setup)
 }
@@ -253,6 +268,9 @@ func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanup
 		daemonWarnings(filepath.Join(cache, "cachefs.log"))
 		return err
 	})
+	if b.cfg.cpuProfiles != "" {
+		extra = append(extra, "--cpuprofile", filepath.Join(b.cfg.cpuProfiles, setup+".pprof"))
+	}
 	cmd := b.cachefsCmd(ctx, append([]string{"mount", src, mnt, "--cache-dir", cache}, extra...)...)
 	// The launcher turns SIGTERM into "stop the daemon, nothing mounted";
 	// SIGKILL would orphan a daemon that then mounts anyway.
