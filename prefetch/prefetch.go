@@ -326,8 +326,8 @@ func (p *Prefetcher) finishLocked(idx uint32, n int64, err error) {
 			p.opts.Logger.Info().Int("dropped", k).Msg("prefetch stopped: the cache has no room without evicting recently read data")
 		}
 		p.stopped++
-		if p.warm != nil && len(p.warmQ) > 0 {
-			p.warm.Stopped = true
+		if w := p.warm; w != nil && !w.Listing && w.Done+w.Failed < w.Files {
+			w.Stopped = true
 		}
 		// Forget what was queued so a later open may try again once
 		// room has been made; the Warmer checks for room before it

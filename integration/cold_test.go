@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/integration/slowfs"
+)
+
+// coldStatus is the part of `cachefs status --json` these tests read.
+type coldStatus struct {
+	Cache struct {
+		BytesFromSource int64 `json:"bytes_from_source"`
+	} `json:"cache"`
+	Prefetch *struct {
+		InFlight    int `json:"in_flight_limit"`
+		MaxInFlight int `json:"max_in_flight"`
+		Warm        *struct {
+			Files, Done, Failed int64
+			Listing, Stopped    bool
+		} `json:"warm"`
+	} `json:"prefetch"`
+}
+
+func (f *cacheFixture) status(t testing.TB, mnt string) coldStatus {
+	t.Helper()
+	r := f.e.run("status", "--json", mnt)
+	if r.code != 0 {
+		t.Fatalf("status exited %d: %s", r.code, r.stderr)
+	}
+	var s coldStatus
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("status --json: %v: %s", err, r.stdout)
+	}
+	return s
+}
+
+// waitWarmEnd polls status until --warm has nothing left; the deadline
+// only catches a hang.
+func (f *cacheFixture) waitWarmEnd(t testing.TB, mnt string) coldStatus {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s := f.status(t, mnt)
+		if s.Prefetch == nil || s.Prefetch.Warm == nil {
+			t.Fatalf("status shows no warm progress: %+v", s)
+		}
+		w := s.Prefetch.Warm
+		if !w.Listing && (w.Stopped || w.Done+w.Failed >= w.Files) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm never ended: %+v", *w)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func smallTree(files, size int) map[string]int {
+	sizes := map[string]int{}
+	for i := range files {
+		sizes[fmt.Sprintf("d%d/f%04d", i%7, i)] = size + i%13
+	}
+	return sizes
+}
+
+// TestMountWarmStagesTheTree: --warm stages every file of the subtrees
+// named, each byte read from the source once, without the job asking, and
+// the job's reads afterwards cost the source nothing.
+func TestMountWarmStagesTheTree(t *testing.T) {
+	sizes := smallTree(300, 3000)
+	sizes["other/big"] = 3 << 20
+	f := newCacheFixture(t, sizes, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--prefetch", "off", "--warm", "d0", "--warm", "d1/", "--warm", "d2", "--warm", "d3", "--warm", "d4", "--warm", "d5", "--warm", "d6")
+	s := f.waitWarmEnd(t, mnt)
+	w := s.Prefetch.Warm
+	var want int64
+	for name, n := range sizes {
+		if strings.HasPrefix(name, "d") {
+			want += int64(n)
+		}
+	}
+	if w.Files != 300 || w.Done != 300 || w.Stopped {
+		t.Errorf("warm %+v, want 300 files done", *w)
+	}
+	before := f.sfs.Counts()
+	if got := int64(before.BytesRead); got != want {
+		t.Errorf("source read %d bytes to stage %d: amplification %.3f, want 1", got, want, float64(got)/float64(want))
+	}
+	for name, b := range f.files {
+		if !strings.HasPrefix(name, "d") {
+			continue
+		}
+		if got := readAll(t, filepath.Join(mnt, name)); string(got) != string(b) {
+			t.Fatalf("%s: bytes differ from the source", name)
+		}
+	}
+	after := f.sfs.Counts()
+	if after.Opens != before.Opens || after.BytesRead != before.BytesRead {
+		t.Errorf("reading staged files reached the source: %d opens, %d bytes", after.Opens-before.Opens, after.BytesRead-before.BytesRead)
+	}
+	if r := f.e.run("status", mnt); !strings.Contains(r.stdout, "300 of 300 files staged") {
+		t.Errorf("status does not show the staging: %s", r.stdout)
+	}
+	f.e.unmount(mnt)
+}
+
+// TestMountWarmRefusesUnknownPaths: a typo in --warm fails the mount
+// instead of warming nothing.
+func TestMountWarmRefusesUnknownPaths(t *testing.T) {
+	f := newCacheFixture(t, smallTree(5, 100), slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	os.MkdirAll(mnt, 0o755)
+	r := f.e.run("mount", f.slow, mnt, "--cache-dir", f.cacheDir, "--warm", "nope")
+	if r.code == 0 {
+		f.e.unmount(mnt)
+		t.Fatal("mount with --warm of a missing path succeeded")
+	}
+	if isMounted(mnt) {
+		t.Error("mounted anyway")
+	}
+	if r := f.e.run("mount", f.slow, mnt, "--cache-dir", f.cacheDir, "--warm", "../x"); r.code != 2 {
+		t.Errorf("--warm ../x exited %d, want 2", r.code)
+	}
+}
+
+// TestWarmNeverEvictsWhatTheJobRead: with a budget smaller than the tree,
+// warming stops rather than evict a file the job has read.
+func TestWarmNeverEvictsWhatTheJobRead(t *testing.T) {
+	sizes := map[string]int{"job/read": 2 << 20}
+	for i := range 8 {
+		sizes[fmt.Sprintf("tree/f%d", i)] = 1 << 20
+	}
+	f := newCacheFixture(t, sizes, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--prefetch", "off", "--cache-size", "5MiB", "--warm", "tree")
+	readAll(t, filepath.Join(mnt, "job/read"))
+	s := f.waitWarmEnd(t, mnt)
+	if !s.Prefetch.Warm.Stopped {
+		t.Errorf("warm did not stop for want of room: %+v", *s.Prefetch.Warm)
+	}
+	before := f.sfs.Counts()
+	if got := readAll(t, filepath.Join(mnt, "job/read")); string(got) != string(f.files["job/read"]) {
+		t.Fatal("job/read: bytes differ from the source")
+	}
+	if after := f.sfs.Counts(); after.BytesRead != before.BytesRead {
+		t.Errorf("the file the job read was evicted: %d bytes read again", after.BytesRead-before.BytesRead)
+	}
+	f.e.unmount(mnt)
+}
