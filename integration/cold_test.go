@@ -154,3 +154,59 @@ func TestWarmNeverEvictsWhatTheJobRead(t *testing.T) {
 	}
 	f.e.unmount(mnt)
 }
+
+// BenchmarkColdStage answers: how close does --warm come to the fastest
+// stage-in the source allows? It stages a tree of small files (the cost
+// of each is its latency: an open and a read) once by copying it with 128
+// files in flight, the file list known up front (the floor), and once with
+// `cachefs mount --warm .` (from the mount's return until status says
+// done), side by side on fresh fixtures, and reports the ratio and the
+// in-flight limit the controller settled on. Run with -benchtime=1x.
+func BenchmarkColdStage(b *testing.B) {
+	sizes := smallTree(3000, 4096)
+	opts := slowfs.Options{MetaLatency: time.Millisecond, ReadLatency: 500 * time.Microsecond, Bandwidth: 200e6}
+	for range b.N {
+		f := newCacheFixtureTB(b, sizes, opts)
+		dst := filepath.Join(f.e.tmp, "floor")
+		t0 := time.Now()
+		copyTree(b, f.slow, dst, sizes, 128)
+		floor := time.Since(t0).Seconds()
+		f.sfs.Unmount()
+
+		f = newCacheFixtureTB(b, sizes, opts)
+		mnt := filepath.Join(f.e.tmp, "mnt")
+		f.mount(mnt, append([]string{"--prefetch", "off", "--warm", "."}, strings.Fields(os.Getenv("COLD_EXTRA"))...)...)
+		t0 = time.Now()
+		s := f.waitWarmEnd(b, mnt)
+		warm := time.Since(t0).Seconds()
+		f.e.unmount(mnt)
+		b.ReportMetric(floor, "floor-s")
+		b.ReportMetric(warm, "warm-s")
+		b.ReportMetric(warm/floor, "warm/floor")
+		b.ReportMetric(float64(s.Prefetch.InFlight), "in-flight")
+	}
+}
+
+func copyTree(b testing.TB, src, dst string, sizes map[string]int, n int) {
+	sem := make(chan struct{}, n)
+	errs := make(chan error, len(sizes))
+	for name := range sizes {
+		os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o755)
+	}
+	for name := range sizes {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			data, err := os.ReadFile(filepath.Join(src, name))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dst, name), data, 0o644)
+			}
+			errs <- err
+		}()
+	}
+	for range sizes {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+}

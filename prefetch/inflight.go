@@ -36,7 +36,7 @@ type Controller struct {
 
 // Tolerance is how far a window's mean latency may rise above the
 // unloaded latency before the limit backs off.
-const Tolerance = 1.5
+const Tolerance = 2
 
 // probeEvery is how many windows pass between probes of the unloaded
 // latency.

@@ -63,6 +63,8 @@ var phases = []string{"mount", "scan", "peek", "epoch1", "epoch2", "small"}
 type config struct {
 	workdir, jsonOut string
 	cpuProfiles      string // directory for the daemons' CPU profiles
+	stormSite        string // Python packages to copy for the import storm
+	stormModules     string // what the storm imports; "" skips it
 	quick            bool
 	setups           []string
 	workers          int
@@ -80,9 +82,10 @@ type bench struct {
 	cachefs string            // the binary under test
 	version string            // its commit, "+dirty" for uncommitted changes
 
-	ref      map[string]sums   // phase -> checksum every setup must match
-	refSetup map[string]string // phase -> setup that set ref
-	noDrop   error             // why the page cache could not be dropped
+	ref       map[string]sums   // phase -> checksum every setup must match
+	refSetup  map[string]string // phase -> setup that set ref
+	noDrop    error             // why the page cache could not be dropped
+	stormTree string            // the import storm's tree, local
 }
 
 func main() {
@@ -116,6 +119,8 @@ func parseFlags(args []string) (config, error) {
 	f.StringVar(&c.workdir, "workdir", filepath.Join(os.TempDir(), "cachefs-bench"), "where the dataset is kept between runs and scratch space goes (local disk)")
 	f.StringVar(&c.jsonOut, "json", "", "also write every number to this JSON file")
 	f.StringVar(&c.cpuProfiles, "cpuprofile-dir", "", "write each cachefs daemon's CPU profile to DIR/SETUP.pprof (for go tool pprof)")
+	f.StringVar(&c.stormSite, "import-site", "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages", "site-packages the import storm's tree is copied from (the top-level packages its imports load)")
+	f.StringVar(&c.stormModules, "import-modules", "IPython,boto3,yaml,attr", "comma-separated modules the import storm imports; empty skips the storm")
 	f.BoolVar(&c.quick, "quick", false, "small dataset for CI-like checks (dataset flags given explicitly still win)")
 	setups := f.String("setups", strings.Join(allSetups, ","), "comma-separated setups to run, in this order")
 	f.IntVar(&c.workers, "workers", 4, "reader processes per phase")
@@ -225,7 +230,9 @@ func runMain(ctx context.Context, cfg config) (code int) {
 			break
 		}
 	}
+	storm := b.importStorm(ctx)
 	rep := b.report(results)
+	rep.Storm = storm
 	rep.print(os.Stdout)
 	if cfg.jsonOut != "" {
 		if err := rep.writeJSON(cfg.jsonOut); err != nil {

@@ -26,6 +26,7 @@ type report struct {
 	Workers          int           `json:"workers"`
 	PageCacheDropped bool          `json:"page_cache_dropped"`
 	Setups           []setupResult `json:"setups"`
+	Storm            []stormResult `json:"import_storm,omitempty"`
 }
 
 type fixtureJSON struct {
@@ -150,6 +151,43 @@ func (r *report) print(w io.Writer) {
 		if res.Status != "ok" {
 			fmt.Fprintf(w, "\n%s %s: %s\n", res.Setup, res.Status, res.Reason)
 		}
+	}
+	r.printStorm(w)
+}
+
+// printStorm writes the import storm's times, mount or stage-in included,
+// with ratios to direct reads and to the storm's floor.
+func (r *report) printStorm(w io.Writer) {
+	if len(r.Storm) == 0 {
+		return
+	}
+	ref := map[string]float64{}
+	for _, s := range r.Storm {
+		if s.Error == "" {
+			ref[s.Setup] = s.Seconds
+		}
+	}
+	ratio := func(x float64, to string) string {
+		if ref[to] == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", x/ref[to])
+	}
+	fmt.Fprintf(w, "\n| import storm | seconds (mount included) | of which imports | modules' files | direct / this | this / floor | source opens | source metadata ops |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Storm {
+		if s.Error != "" {
+			fmt.Fprintf(w, "| %s | failed: %s | | | | | | |\n", s.Setup, s.Error)
+			continue
+		}
+		opens, meta := "-", "-"
+		if s.Source != nil {
+			opens, meta = humanize.Comma(int64(s.Source.Opens)), humanize.Comma(int64(s.Source.Meta))
+		}
+		direct := "-"
+		if ref["direct"] > 0 {
+			direct = fmt.Sprintf("%.2fx", ref["direct"]/s.Seconds)
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %d | %s | %s | %s | %s |\n", s.Setup, s.Seconds, s.Import, s.Modules, direct, ratio(s.Seconds, "floor"), opens, meta)
 	}
 }
 

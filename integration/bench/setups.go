@@ -24,6 +24,21 @@ import (
 // fetched at once, then local disk) and local (no source at all).
 var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "floor", "local"}
 
+// cachefsVariants are the cachefs setups and the flags that make each,
+// so every policy's gain is measured side by side in one run.
+var cachefsVariants = map[string][]string{
+	"cachefs": nil,
+	// The block cache alone.
+	"cachefs-noprefetch": {"--prefetch", "off"},
+	// The prefetcher as it was: 16 in flight, started on open only.
+	"cachefs-fixed16": {"--prefetch-workers", "16", "--prefetch", "dir"},
+	// The adaptive prefetcher started on open only: what listing adds.
+	"cachefs-nolist": {"--prefetch", "dir"},
+	// The whole tree staged in the background from the moment the mount
+	// serves.
+	"cachefs-warm": {"--warm", "."},
+}
+
 // tools each setup runs; a missing one skips the setup rather than failing
 // the run, since peers are optional on a given machine.
 var setupTools = map[string][]string{
@@ -125,24 +140,11 @@ func (b *bench) stage(ctx context.Context, setup, src string, cl *cleanups) (str
 		return dst, tarPipe(ctx, src, dst)
 	case "rclone":
 		return b.rclone(ctx, src, cl)
-	case "cachefs":
-		return b.cachefsMount(ctx, setup, src, cl)
-	case "cachefs-noprefetch":
-		// The block cache alone, so prefetch's gain is measured side by side.
-		return b.cachefsMount(ctx, setup, src, cl, "--prefetch", "off")
-	case "cachefs-fixed16":
-		// The prefetcher as it was: 16 in flight, started on open only.
-		return b.cachefsMount(ctx, setup, src, cl, "--prefetch-workers", "16", "--prefetch", "dir")
-	case "cachefs-nolist":
-		// The adaptive prefetcher started on open only, so listing
-		// prefetch's gain is measured side by side.
-		return b.cachefsMount(ctx, setup, src, cl, "--prefetch", "dir")
-	case "cachefs-warm":
-		// The whole tree staged in the background from the moment the
-		// mount serves.
-		return b.cachefsMount(ctx, setup, src, cl, "--warm", ".")
 	case "floor":
 		return b.floor(ctx, src, cl)
+	}
+	if args, ok := cachefsVariants[setup]; ok {
+		return b.cachefsMount(ctx, setup, src, cl, args...)
 	}
 	return "", fmt.Errorf("unknown setup %q", setup)
 }
