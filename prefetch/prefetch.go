@@ -1,20 +1,27 @@
-// Package prefetch warms the block cache ahead of a dataloader: when a file
-// is opened, the other regular files of its directory are queued for
-// background fetching, nearest names first.
+// Package prefetch warms the block cache ahead of a dataloader, from three
+// sources of knowledge, taken in this order: when a file is opened, the
+// other regular files of its directory (nearest names first); when a
+// directory is listed, its small files (smallest first); and the subtrees
+// named with mount --warm (WarmTrees, smallest first).
 //
 // # Invariants
 //
 //   - Each file is queued at most once per mount (a busy one is put back,
 //     not queued anew).
 //   - Each directory has at most Options.PerDir files (and DirBytes bytes
-//     per top-up) queued at a time; a huge directory is prefetched in step
-//     with the job's opens and cannot flood the source or the cache.
-//   - Work runs on Options.Workers goroutines at background priority: the
-//     Warmer holds back while demand reads wait, and refuses to evict data
-//     the job used recently; on such a refusal the whole queue is dropped
-//     and prefetching stops until the next open finds room again. A file
-//     the Warmer holds back (ErrBusy) goes to the back of the queue, so a
-//     large file never keeps a worker from the small ones behind it.
+//     per top-up) queued at a time on open; a huge directory is prefetched
+//     in step with the job's opens and cannot flood the source or the
+//     cache. A listing queues at most DirBytes of files of at most
+//     ListMaxBytes each.
+//   - At most Options.MaxInFlight files are fetched at once; below that a
+//     Controller chooses how many from the latency the source shows (more
+//     while it stays flat, fewer once the source queues).
+//   - Work runs at background priority: the Warmer holds back while demand
+//     reads wait, and refuses to evict data the job used recently; on such
+//     a refusal every queue is dropped and prefetching stops until the
+//     next open finds room again. A file the Warmer holds back (ErrBusy)
+//     goes to a queue of its own, taken one time in eight or when nothing
+//     else waits, so a large file never keeps the small ones waiting.
 //   - Nothing here touches the source's metadata: listings come from the
 //     snapshot.
 package prefetch

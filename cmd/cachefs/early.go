@@ -39,7 +39,7 @@ func (e *earlyOptions) listMaxBytes(blockSize int64) int64 {
 func (e *earlyOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&e.warm, "warm", nil, "stage this subtree (relative to SOURCE; . for all of it) in the background from the moment the mount serves, smallest files first, behind the job's reads and within the cache budget; repeatable")
 	f.IntVar(&e.maxInFlight, "max-in-flight", 64, "most background fetches in flight at the source; the daemon finds how many pay below this")
-	f.IntVar(&e.minInFlight, "min-in-flight", 4, "background fetches in flight at the start, and at the least")
+	f.IntVar(&e.minInFlight, "min-in-flight", 16, "background fetches in flight at the start, and at the least (lowered to --max-in-flight if above it)")
 	f.StringVar(&e.cpuProfile, "cpuprofile", "", "development: write the daemon's CPU profile to this file until it exits")
 	_ = f.MarkHidden("cpuprofile")
 }
@@ -58,7 +58,9 @@ func (e *earlyOptions) args() []string {
 // check validates the flags, parsing --prefetch (off, or a comma list of
 // dir and list).
 func (e *earlyOptions) check(prefetchFlag string) error {
-	if e.maxInFlight < 1 || e.maxInFlight > 4096 || e.minInFlight < 1 || e.minInFlight > e.maxInFlight {
+	// A site that sets only --max-in-flight 8 means at most 8.
+	e.minInFlight = min(e.minInFlight, e.maxInFlight)
+	if e.maxInFlight < 1 || e.maxInFlight > 4096 || e.minInFlight < 1 {
 		return fmt.Errorf("want 1 <= --min-in-flight (%d) <= --max-in-flight (%d) <= 4096", e.minInFlight, e.maxInFlight)
 	}
 	for _, w := range e.warm {
