@@ -14,7 +14,11 @@ import (
 // of Limit() samples it compares the window's mean latency with the lowest
 // seen (the source unloaded). While the window stays within Tolerance of
 // it, throughput is still growing with concurrency and the limit grows by
-// sqrt(limit); beyond it the source is queueing and the limit shrinks in
+// sqrt(limit). Beyond it the limit grows only if throughput (by Little's
+// law, limit over mean latency) still rose by a twentieth since the last
+// window: latency that rises with the load of the whole machine rather
+// than with this client's requests must not stop a stage-in that still
+// gains. Otherwise the source is queueing and the limit shrinks in
 // proportion. Every probeEvery windows one window runs at half the limit
 // and its latency replaces the unloaded one, so a source that has become
 // slower for good (other jobs, another time of day) is learned anew
@@ -32,6 +36,7 @@ type Controller struct {
 	windows  int64
 	probeIn  int     // windows until the next probe
 	saved    float64 // the limit to return to after a probe; 0 when not probing
+	tput     float64 // the last window's limit per mean latency
 }
 
 // Tolerance is how far a window's mean latency may rise above the
@@ -79,17 +84,23 @@ func (c *Controller) Sample(rtt time.Duration) {
 	c.sum, c.n = 0, 0
 	c.windows++
 	if c.saved > 0 {
-		c.base, c.limit, c.saved = mean, c.saved, 0
+		c.base, c.limit, c.saved, c.tput = mean, c.saved, 0, 0
 		return
 	}
 	if c.base == 0 || mean < c.base {
 		c.base = mean
 	}
 	ratio := float64(mean) / float64(c.base)
-	if ratio <= Tolerance {
+	tput, prev := c.limit/float64(mean), c.tput
+	c.tput = tput
+	if ratio <= Tolerance || tput > prev*1.05 {
 		c.limit += math.Sqrt(c.limit)
 	} else {
+		// The next window, at a lower limit, has no throughput to
+		// compare with: it grows again, and the one after says whether
+		// that paid.
 		c.limit *= max(0.5, Tolerance/ratio)
+		c.tput = 0
 	}
 	c.limit = min(max(c.limit, c.min), c.max)
 	if c.probeIn--; c.probeIn <= 0 {

@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -236,5 +237,19 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition never held")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestControllerClimbsWhileThroughputGrows: a source whose latency rises
+// with concurrency, but less than in proportion (a loaded machine, not a
+// full server), still gains from more in flight, and the limit climbs to
+// the cap.
+func TestControllerClimbsWhileThroughputGrows(t *testing.T) {
+	c := NewController(4, 128)
+	sublinear := func(n int) time.Duration {
+		return time.Duration(float64(time.Millisecond) * math.Pow(float64(n)/4, 0.5))
+	}
+	if lo, _ := drive(c, sublinear, 20000); lo < 64 {
+		t.Errorf("limit sank to %d with throughput still growing, want at least 64", lo)
 	}
 }
