@@ -19,6 +19,17 @@
 // seeded shuffled orders), small (every small file). The fixture's counts
 // tell what each setup cost the shared filesystem.
 //
+// Two setups bound the rest from below: floor copies every file of the
+// job's list with 128 in flight (no walk: the list is known up front) and
+// then runs the job on local disk, the fastest any stage-in can be; local
+// runs the job on the dataset itself, with no source at all. The cachefs
+// variants (cachefsVariants) differ only in flags, so each policy's gain
+// is measured side by side.
+//
+// After the job, the import storm (imports.go) times a Python interpreter
+// importing packages from a tree on the slow source, mount included, for
+// the setups that have it, against its own floor.
+//
 // # Invariants
 //
 //   - Every setup reads the same bytes: each phase's checksum is a sum of
