@@ -305,8 +305,10 @@ func (p *Prefetcher) finishLocked(idx uint32, n int64, err error) {
 	if n > 0 || !errors.Is(err, ErrBusy) {
 		p.busyRun = 0
 	}
-	if p.warm != nil && !errors.Is(err, ErrBusy) && p.warmSet(idx) {
+	if p.warm != nil && p.warmSet(idx) {
 		p.warm.Bytes += n
+	}
+	if p.warm != nil && !errors.Is(err, ErrBusy) && p.warmSet(idx) {
 		if err == nil {
 			p.warm.Done++
 		} else if !errors.Is(err, ErrNoRoom) {
