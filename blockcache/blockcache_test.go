@@ -24,6 +24,9 @@ type memSource struct {
 	open  atomic.Int64 // source files open now
 	delay time.Duration
 	fail  atomic.Bool // report every file as changed
+	// gate, when set, holds every read until it is closed; entered
+	// gets a value as each read arrives.
+	gate, entered chan struct{}
 }
 
 type memFile struct {
@@ -43,6 +46,10 @@ func (m *memSource) Open(k Key) (SourceFile, error) {
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	f.s.reads.Add(1)
 	time.Sleep(f.s.delay)
+	if f.s.gate != nil {
+		f.s.entered <- struct{}{}
+		<-f.s.gate
+	}
 	n := copy(p, f.b[off:])
 	f.s.bytes.Add(int64(n))
 	return n, nil
@@ -152,32 +159,51 @@ func TestOneSourceReadPerBlock(t *testing.T) {
 
 func TestCancelledReaderDoesNotCancelFetch(t *testing.T) {
 	src := newSource(map[string]int{"a": 4096})
-	src.delay = 100 * time.Millisecond
+	src.gate, src.entered = make(chan struct{}), make(chan struct{}, 4)
 	c := open(t, t.TempDir(), src, Options{})
 	defer c.Close()
 	h, _ := c.OpenFile(key(src, "a"))
 	defer h.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() {
 		_, err := h.ReadAt(ctx, make([]byte, 10), 0)
 		done <- err
 	}()
+	waitChan(t, src.entered, "the fetch to reach the source")
 	h2, _ := c.OpenFile(key(src, "a"))
 	defer h2.Close()
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		cancel()
-	}()
+	waiter := make(chan error, 1)
 	p := make([]byte, 10)
-	if _, err := h2.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, src.files["a"][:10]) {
-		t.Fatalf("waiting reader failed after the other gave up: %v", err)
+	go func() {
+		_, err := h2.ReadAt(context.Background(), p, 0)
+		waiter <- err
+	}()
+	// The fetch is held at the source: the cancelled reader can only
+	// return by noticing its cancellation.
+	cancel()
+	if err := waitChan(t, done, "the cancelled reader"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled reader: %v, want context.Canceled", err)
 	}
-	if err := <-done; err == nil {
-		t.Log("the cancelled reader finished before noticing; fine")
+	close(src.gate)
+	if err := waitChan(t, waiter, "the waiting reader"); err != nil || !bytes.Equal(p, src.files["a"][:10]) {
+		t.Fatalf("waiting reader failed after the other gave up: %v", err)
 	}
 	if src.reads.Load() != 1 {
 		t.Errorf("%d source reads", src.reads.Load())
+	}
+}
+
+// waitChan receives from ch, failing the test if nothing comes for far
+// longer than any healthy wait: a hang.
+func waitChan[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("waited a minute for %s", what)
+		panic("unreachable")
 	}
 }
 
@@ -194,9 +220,16 @@ func TestTornPresenceLog(t *testing.T) {
 	if len(logs) != 1 {
 		t.Fatalf("logs: %v", logs)
 	}
-	f, _ := os.OpenFile(logs[0], os.O_APPEND|os.O_WRONLY, 0)
-	f.Write([]byte{3, 0, 0, 0, 9, 9, 9, 9, 1, 2, 3, 4, 5, 6})
-	f.Close()
+	f, err := os.OpenFile(logs[0], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{3, 0, 0, 0, 9, 9, 9, 9, 1, 2, 3, 4, 5, 6}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	src.bytes.Store(0)
 	c = open(t, dir, src, Options{ReadAhead: -1})
@@ -261,12 +294,55 @@ func TestBudgetEvictsLeastRecentlyUsed(t *testing.T) {
 	src.bytes.Store(0)
 	for name, wantFetch := range map[string]bool{"h": false, "a": true} {
 		h, _ := c.OpenFile(key(src, name))
-		h.ReadAt(context.Background(), make([]byte, 10), 0)
+		p := make([]byte, 10)
+		if _, err := h.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, src.files[name][:10]) {
+			t.Errorf("%s: %v", name, err)
+		}
 		h.Close()
 		if fetched := src.bytes.Load() > 0; fetched != wantFetch {
 			t.Errorf("%s fetched=%v, want %v", name, fetched, wantFetch)
 		}
 		src.bytes.Store(0)
+	}
+}
+
+// TestEvictionWhileReadersRun: eight readers each read their own file,
+// over and over, through a budget of three files: every byte read is the
+// source's, whatever was evicted under the others meanwhile, and the
+// budget holds once they are done.
+func TestEvictionWhileReadersRun(t *testing.T) {
+	sizes := map[string]int{}
+	for i := 0; i < 8; i++ {
+		sizes[string(rune('a'+i))] = 4096 * 4
+	}
+	src := newSource(sizes)
+	const budget = 4096 * 4 * 3
+	c := open(t, t.TempDir(), src, Options{MaxBytes: budget, ReadAhead: -1})
+	defer c.Close()
+	c.WaitScan()
+	var wg sync.WaitGroup
+	for name := range sizes {
+		wg.Go(func() {
+			for round := 0; round < 20; round++ {
+				h, err := c.OpenFile(key(src, name))
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					return
+				}
+				p := make([]byte, 4096*4)
+				n, err := h.ReadAt(context.Background(), p, 0)
+				h.Close()
+				if err != nil || n != len(p) || !bytes.Equal(p, src.files[name]) {
+					t.Errorf("%s round %d: %d bytes, %v, equal %v", name, round, n, err, bytes.Equal(p, src.files[name]))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := c.Stats()
+	if st.Evictions == 0 || st.Usage > budget {
+		t.Errorf("evictions %d, usage %d of %d: want evictions and the budget kept", st.Evictions, st.Usage, budget)
 	}
 }
 

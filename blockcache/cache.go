@@ -108,6 +108,9 @@ type Cache struct {
 	lruIdx   map[string]*list.Element
 	usage    int64
 	degraded time.Time // no stores until then
+	// now is time.Now; tests set a clock of their own to pass the 30 s
+	// of a degraded episode without waiting for them.
+	now func() time.Time
 	// full: the budget is all open files, so demand misses are served
 	// without being stored, fetching only what the reader asked for (see
 	// storing); fullSaid: the log said so once.
@@ -174,6 +177,7 @@ func Open(opts Options, src Source) (*Cache, error) {
 		return nil, fmt.Errorf("blockcache: %w", err)
 	}
 	c := &Cache{
+		now:      time.Now,
 		opts:     opts,
 		src:      src,
 		log:      opts.Logger.With().Str("component", "blockcache").Logger(),
@@ -286,8 +290,7 @@ func (c *Cache) evictLocked(need int64, spareRecent bool) bool {
 			// The log goes first: killed between the two, a data file
 			// without its log is nothing cached, while a log without its
 			// data would promise blocks that are gone.
-			c.dirs.remove(e.name + ".present")
-			c.dirs.remove(e.name)
+			c.evictFiles(e.name)
 			c.usage -= e.bytes
 			c.lru.Remove(el)
 			delete(c.lruIdx, e.name)
@@ -324,7 +327,7 @@ func (c *Cache) fitsLocked(need int64, spareRecent bool) bool {
 func (c *Cache) storing(n int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Now().Before(c.degraded) {
+	if c.now().Before(c.degraded) {
 		return false
 	}
 	if c.opts.MaxBytes > 0 && c.usage+n > c.opts.MaxBytes && !c.fitsLocked(n, false) {
@@ -359,7 +362,7 @@ func (c *Cache) Crowded() bool {
 func (c *Cache) admit(name string, n int64, background bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Now().Before(c.degraded) {
+	if c.now().Before(c.degraded) {
 		return false
 	}
 	if background {
@@ -384,7 +387,7 @@ func (c *Cache) touch(name string, n int64) bool {
 func (c *Cache) roomForBackground(n int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return time.Now().After(c.degraded) && (c.opts.MaxBytes <= 0 || c.fitsSparingRecentLocked(n))
+	return c.now().After(c.degraded) && (c.opts.MaxBytes <= 0 || c.fitsSparingRecentLocked(n))
 }
 
 // dropUsage forgets up to n bytes counted for name, whose data file of n
@@ -410,15 +413,20 @@ func (c *Cache) unadmit(name string, n int64) {
 	c.mu.Unlock()
 }
 
+// degradedFor is how long storing stays off after a cache disk error: long
+// enough not to retry a failing disk on every block, short enough that
+// room freed by the job is used again soon.
+const degradedFor = 30 * time.Second
+
 // degrade stops storing for a while after a cache disk error. Reads go on
 // from the source; the log says so once per episode.
 func (c *Cache) degrade(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Now().Before(c.degraded) {
+	if c.now().Before(c.degraded) {
 		return
 	}
-	c.degraded = time.Now().Add(30 * time.Second)
+	c.degraded = c.now().Add(degradedFor)
 	c.log.Error().Err(err).Msg("cache disk failed; reading straight from the source for 30s")
 }
 
@@ -468,6 +476,16 @@ func (c *Cache) release(st *fileState) {
 		st.deactivate()
 		if !st.dead.Load() {
 			c.idle.Set(st.name, st, st.cost())
+		}
+	}
+}
+
+// evictFiles removes a cache file's presence log, then its data. A name
+// that stays behind is found again by the next scan and evicted then.
+func (c *Cache) evictFiles(name string) {
+	for _, n := range []string{name + ".present", name} {
+		if err := c.dirs.remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn().Err(err).Str("file", n).Msg("eviction could not remove a cache file")
 		}
 	}
 }

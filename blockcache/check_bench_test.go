@@ -27,7 +27,7 @@ func benchCached(b *testing.B) (*Cache, *Handle) {
 func (h *Handle) uncheck(n int64) {
 	st := h.st
 	st.mu.Lock()
-	if bit(st.checked, n) {
+	if st.checked.has(n) {
 		st.checked[n/64] &^= 1 << (n % 64)
 		st.nChecked--
 	}

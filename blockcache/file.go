@@ -16,24 +16,29 @@ import (
 
 // fileState is the cache's view of one source file, shared by its handles.
 type fileState struct {
+	// Set by newFileState, then read-only.
 	c       *Cache
 	name    string
 	key     Key
 	nblocks int64
-	refs    int // guarded by Cache.mu
-	dead    atomic.Bool
-	flight  singleflight.Group
+
+	refs int // guarded by Cache.mu
+
+	// Safe without a lock.
+	dead   atomic.Bool
+	flight singleflight.Group
 	// reportedCorrupt keeps a file's damage to one log line.
 	reportedCorrupt atomic.Bool
 
+	// mu guards the fields below it, up to srcMu.
 	mu      sync.RWMutex
-	bits    []uint64
+	bits    bitset
 	present int64
 	sums    []uint32 // CRC-32C of each present block's bytes
 	// checked marks present blocks this process has read back from the
 	// cache disk and found matching their sums; only those are served
 	// without reading them whole. nChecked counts them.
-	checked  []uint64
+	checked  bitset
 	nChecked int64
 	loaded   bool
 	// evictSeen is Cache.evictions when the bitmap was loaded; id is the
@@ -48,6 +53,7 @@ type fileState struct {
 	// with the state's other descriptors.
 	retired []*os.File
 
+	// srcMu guards the open source file.
 	srcMu  sync.Mutex
 	src    SourceFile
 	srcErr error // sticky only for ErrChanged
@@ -58,19 +64,17 @@ func newFileState(c *Cache, name string, key Key) *fileState {
 	n := (key.Size + bs - 1) / bs
 	words := (n + 63) / 64
 	return &fileState{c: c, name: name, key: key, nblocks: n,
-		bits: make([]uint64, words), checked: make([]uint64, words), sums: make([]uint32, n)}
+		bits: make(bitset, words), checked: make(bitset, words), sums: make([]uint32, n)}
 }
 
 func (st *fileState) cost() int64 {
 	return int64(len(st.bits))*16 + int64(len(st.sums))*4 + 256
 }
 
-func bit(m []uint64, b int64) bool { return m[b/64]&(1<<(b%64)) != 0 }
-
 func (st *fileState) has(b int64) bool {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return bit(st.bits, b)
+	return st.bits.has(b)
 }
 
 func (st *fileState) header(id fileID) logHeader {
@@ -167,8 +171,8 @@ func (st *fileState) load(create bool, id fileID) error {
 		if b >= st.nblocks {
 			return // a log of another block size: refused below
 		}
-		if !bit(st.bits, b) {
-			st.bits[b/64] |= 1 << (b % 64)
+		if !st.bits.has(b) {
+			st.bits.set(b)
 			st.present++
 		}
 		st.sums[b] = sum // a block stored again records again: the last wins
@@ -235,11 +239,11 @@ func (st *fileState) recordedOnDisk() int64 {
 	if err != nil {
 		return 0
 	}
-	seen := make([]uint64, len(st.bits))
+	seen := make(bitset, len(st.bits))
 	var n int64
 	hdr, ok := parsePresence(raw, func(b int64, _ uint32) {
-		if b < st.nblocks && !bit(seen, b) {
-			seen[b/64] |= 1 << (b % 64)
+		if b < st.nblocks && !seen.has(b) {
+			seen.set(b)
 			n++
 		}
 	})
@@ -348,7 +352,7 @@ func (st *fileState) forget() {
 // the rewrite records it anew.
 func (st *fileState) trusted(b int64) (ok bool, buf []byte) {
 	st.mu.RLock()
-	present, checked := bit(st.bits, b), bit(st.checked, b)
+	present, checked := st.bits.has(b), st.checked.has(b)
 	data, want := st.data, st.sums[b]
 	st.mu.RUnlock()
 	if !present || checked {
@@ -384,16 +388,16 @@ func (st *fileState) check(b int64, data *os.File, want uint32) (good, again boo
 	good = blockSum(buf) == want
 	st.c.verified.Add(1)
 	st.mu.Lock()
-	if st.data != data || !bit(st.bits, b) || st.sums[b] != want {
+	if st.data != data || !st.bits.has(b) || st.sums[b] != want {
 		st.mu.Unlock()
 		st.c.putBuf(buf)
 		return false, true, nil
 	}
-	if good && !bit(st.checked, b) {
-		st.checked[b/64] |= 1 << (b % 64)
+	if good && !st.checked.has(b) {
+		st.checked.set(b)
 		st.nChecked++
 	} else if !good {
-		st.bits[b/64] &^= 1 << (b % 64)
+		st.bits.clear(b)
 		st.present--
 	}
 	st.mu.Unlock()
@@ -674,12 +678,12 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	// describes other files, and the record, if it landed in them, is
 	// found by the next load anyway.
 	if st.data == data {
-		if !bit(st.bits, b) {
-			st.bits[b/64] |= 1 << (b % 64)
+		if !st.bits.has(b) {
+			st.bits.set(b)
 			st.present++
 		}
-		if bit(st.checked, b) {
-			st.checked[b/64] &^= 1 << (b % 64)
+		if st.checked.has(b) {
+			st.checked.clear(b)
 			st.nChecked--
 		}
 		st.sums[b] = sum

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 )
 
-// fs gives back files it holds without readers sooner while their
+// fusefs gives back files it holds without readers sooner while their
 // content says it is crowded.
 var _ interface{ Crowded() bool } = (*Handle)(nil)
 
@@ -92,7 +92,9 @@ func (h *Handle) readAhead(off, end int64) {
 		go func(b int64) {
 			defer st.c.raSem.Release(1)
 			defer st.c.release(st)
-			st.fetch(context.Background(), b, false)
+			// Read-ahead is a guess: a block it fails to fetch is fetched,
+			// or its error reported, when a reader asks for it.
+			_, _ = st.fetch(context.Background(), b, false)
 		}(b)
 	}
 }
@@ -103,7 +105,7 @@ func (st *fileState) checkRange(first, last int64) bool {
 	st.mu.RLock()
 	all := true
 	for b := first; b <= last && all; b++ {
-		all = bit(st.checked, b)
+		all = st.checked.has(b)
 	}
 	st.mu.RUnlock()
 	if all {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cachefs/cachefs/cachedir"
+	"github.com/cachefs/cachefs/internal/sysx"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,7 +48,7 @@ func openLayout(dir string) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	blocks, err := subdir(root, "blocks", filepath.Join(dir, "blocks"))
+	blocks, err := subdir(root, cachedir.BlocksName, cachedir.Layout(dir).Blocks())
 	if err != nil {
 		unix.Close(root)
 		return nil, err
@@ -57,7 +59,7 @@ func openLayout(dir string) (*layout, error) {
 // openDir opens name below parent as a directory without following a
 // symlink, and checks that it is private.
 func openDir(parent int, name, shown string) (int, error) {
-	fd, err := retry(func() (int, error) {
+	fd, err := sysx.RetryEINTRFd(func() (int, error) {
 		return unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	})
 	if err == unix.ELOOP || err == unix.ENOTDIR {
@@ -111,7 +113,7 @@ func (l *layout) sub(name string) (int, error) {
 }
 
 func (l *layout) shown(name string) string {
-	return filepath.Join(l.dir, "blocks", name[:min(2, len(name))], name)
+	return filepath.Join(cachedir.Layout(l.dir).Blocks(), name[:min(2, len(name))], name)
 }
 
 // openFile opens name (a data file or a presence log) with flags. A file
@@ -126,7 +128,7 @@ func (l *layout) openFile(name string, flags int) (*os.File, error) {
 }
 
 func openAt(dir int, name, shown string, flags int) (*os.File, error) {
-	fd, err := retry(func() (int, error) {
+	fd, err := sysx.RetryEINTRFd(func() (int, error) {
 		return unix.Openat(dir, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	})
 	if err == unix.ELOOP {
@@ -216,8 +218,8 @@ func readNames(dirfd int) []string {
 // The owner line is written over the start of the file, never truncating
 // it: readers take the first line.
 func (l *layout) takeLock(owner string) (*os.File, error) {
-	p := filepath.Join(l.dir, "lock")
-	f, err := openAt(l.root, "lock", p, unix.O_RDWR|unix.O_CREAT)
+	p := cachedir.Layout(l.dir).Lock()
+	f, err := openAt(l.root, cachedir.LockName, p, unix.O_RDWR|unix.O_CREAT)
 	if err != nil {
 		return nil, fmt.Errorf("blockcache: %w", err)
 	}
@@ -233,7 +235,9 @@ func (l *layout) takeLock(owner string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("blockcache: lock %s: %w", p, err)
 	}
-	f.WriteAt([]byte(strings.ReplaceAll(owner, "\n", " ")+"\n"), 0)
+	// The owner line only names the holder in another process's refusal,
+	// which says "another process" without it.
+	_, _ = f.WriteAt([]byte(strings.ReplaceAll(owner, "\n", " ")+"\n"), 0)
 	return f, nil
 }
 
@@ -246,14 +250,4 @@ func (l *layout) close() {
 	clear(l.subs)
 	unix.Close(l.blocks)
 	unix.Close(l.root)
-}
-
-// retry repeats a call the runtime's signals interrupted.
-func retry(f func() (int, error)) (int, error) {
-	for {
-		fd, err := f()
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
 }

@@ -27,7 +27,7 @@ func otherUser(t *testing.T) func(name string, args ...string) {
 		}
 		t.Skip("needs root to create a user")
 	}
-	name := fmt.Sprintf("cfhcache%d", os.Getpid()%100000)
+	name := fmt.Sprintf("cft%d-cache", os.Getpid())
 	var out []byte
 	var err error
 	for try := 0; try < 20; try++ {

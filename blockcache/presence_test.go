@@ -2,6 +2,8 @@ package blockcache
 
 import (
 	"bytes"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +51,35 @@ func TestPresenceLogStopsAtBlocksPastTheEnd(t *testing.T) {
 	got, ok := parsePresence(raw, func(b int64, _ uint32) { seen = append(seen, b) })
 	if !ok || got != h || len(seen) != 1 || seen[0] != 1 {
 		t.Fatalf("parse: %+v %v %v", got, ok, seen)
+	}
+}
+
+// TestBadPresenceHeaderStartsOver: a presence log whose header is damaged
+// (magic, block size, size) records nothing; the file's blocks are
+// fetched again, never served from the data file it described.
+func TestBadPresenceHeaderStartsOver(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		at   int
+	}{{"magic", 0}, {"block size", len(logMagic)}, {"size", len(logMagic) + 8}} {
+		t.Run(c.name, func(t *testing.T) {
+			src, dir, data := restartFixture(t)
+			log := strings.TrimSuffix(data, ".data") + ".present"
+			raw, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw[c.at] ^= 0x41
+			if err := os.WriteFile(log, raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			src.bytes.Store(0)
+			cache := open(t, dir, src, Options{ReadAhead: -1})
+			defer cache.Close()
+			readAllOf(t, cache, src).Close()
+			if got := src.bytes.Load(); got != 4096*4 {
+				t.Errorf("fetched %d bytes after the header was damaged, want the whole file again (%d)", got, 4096*4)
+			}
+		})
 	}
 }

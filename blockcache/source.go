@@ -7,7 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/cachefs/cachefs/snapshot"
+	"github.com/cachefs/cachefs/internal/ident"
+	"github.com/cachefs/cachefs/internal/sysx"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,7 +47,7 @@ type rootDir struct {
 
 // NewDirSource opens the source root at path. snapshotDev is the root's
 // st_dev recorded by the snapshot, against which inode numbers were mixed
-// (snapshot.MixIno).
+// (ident.MixIno).
 func NewDirSource(path string, snapshotDev uint64) (*DirSource, error) {
 	r, err := openRoot(path)
 	if err != nil {
@@ -115,9 +116,9 @@ func (d *DirSource) check(key Key, st *unix.Stat_t, rootDev uint64) error {
 	if t := st.Mode & unix.S_IFMT; t != unix.S_IFREG {
 		return fmt.Errorf("%s is now a %s: %w", key.Path, typeName(t), ErrChanged)
 	}
-	ino := snapshot.MixIno(st.Dev, st.Ino, d.snapDev)
+	ino := ident.MixIno(st.Dev, st.Ino, d.snapDev)
 	if ino != key.Ino && rootDev != d.snapDev {
-		ino = snapshot.MixIno(st.Dev, st.Ino, rootDev)
+		ino = ident.MixIno(st.Dev, st.Ino, rootDev)
 	}
 	if ino != key.Ino || st.Size != key.Size || st.Mtim.Nano() != key.Mtime {
 		return fmt.Errorf("%s: snapshot has ino %d size %d mtime %d, source now ino %d size %d mtime %d: %w",
@@ -129,7 +130,7 @@ func (d *DirSource) check(key Key, st *unix.Stat_t, rootDev uint64) error {
 // openRoot opens the root by path. Symlinks in the path itself are
 // followed: it names the source as the mounting user gave it.
 func openRoot(path string) (*rootDir, error) {
-	fd, err := retryEINTR(func() (int, error) {
+	fd, err := sysx.RetryEINTRFd(func() (int, error) {
 		return unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
@@ -177,7 +178,7 @@ func (r *rootDir) open(rel string) (fd int, st unix.Stat_t, err error) {
 	if err != nil {
 		return -1, st, err
 	}
-	if err = fstat(fd, &st); err != nil {
+	if err = sysx.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		return -1, st, err
 	}

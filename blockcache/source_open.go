@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/cachefs/cachefs/internal/sysx"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +38,7 @@ func openBeneath(root int, rel string) (int, error) {
 	var err error = unix.ENOSYS
 	if !noOpenat2.Load() {
 		how := unix.OpenHow{Flags: fileFlags, Resolve: beneath}
-		fd, err = retryEINTR(func() (int, error) { return unix.Openat2(root, rel, &how) })
+		fd, err = sysx.RetryEINTRFd(func() (int, error) { return unix.Openat2(root, rel, &how) })
 		if err == unix.ENOSYS {
 			noOpenat2.Store(true)
 		}
@@ -56,6 +57,12 @@ func openBeneath(root int, rel string) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
+	// The cache asks for whole blocks and its own read-ahead: the source
+	// client's read-ahead past a block would fetch bytes never asked for
+	// (a 4 KiB header read would cost a block and more). Advice only, so
+	// a source that refuses it (a FIFO, before the type check) is read
+	// all the same.
+	unix.Fadvise(fd, 0, 0, unix.FADV_RANDOM)
 	return fd, nil
 }
 
@@ -72,7 +79,7 @@ func walkOpen(root int, rel string) (int, error) {
 		}
 	}()
 	for _, name := range parts[:len(parts)-1] {
-		fd, err := retryEINTR(func() (int, error) {
+		fd, err := sysx.RetryEINTRFd(func() (int, error) {
 			return unix.Openat(dir, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		})
 		if err != nil {
@@ -84,7 +91,7 @@ func walkOpen(root int, rel string) (int, error) {
 		dir = fd
 	}
 	last := parts[len(parts)-1]
-	return retryEINTR(func() (int, error) { return unix.Openat(dir, last, fileFlags, 0) })
+	return sysx.RetryEINTRFd(func() (int, error) { return unix.Openat(dir, last, fileFlags, 0) })
 }
 
 // checkRelPath refuses paths that are not plain relative paths. openat2
@@ -99,23 +106,4 @@ func checkRelPath(rel string) error {
 		}
 	}
 	return nil
-}
-
-// retryEINTR repeats a call that a signal interrupted; on network sources
-// slow opens are interruptible and the Go runtime signals often.
-func retryEINTR(call func() (int, error)) (int, error) {
-	for {
-		fd, err := call()
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
-}
-
-func fstat(fd int, st *unix.Stat_t) error {
-	for {
-		if err := unix.Fstat(fd, st); err != unix.EINTR {
-			return err
-		}
-	}
 }

@@ -36,8 +36,8 @@ func slowACLSource(t *testing.T, e *env, src string) (string, *slowfs.FS) {
 func TestACLPrivateMountSkipsACLs(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, _ := aclUser(t, "pdeny")
-	otherName, _ := aclUser(t, "pother")
+	deniedName, _ := newUser(t, "pdeny")
+	otherName, _ := newUser(t, "pother")
 	src := aclTree(t, e, deniedName, otherName)
 	slow, sfs := slowACLSource(t, e, src)
 	mnt := filepath.Join(e.tmp, "mnt")
@@ -67,8 +67,8 @@ func TestACLPrivateMountSkipsACLs(t *testing.T) {
 func TestACLSharedMountRefusesIndexWithoutACLs(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "rdeny")
-	otherName, other := aclUser(t, "rother")
+	deniedName, denied := newUser(t, "rdeny")
+	otherName, other := newUser(t, "rother")
 	src := aclTree(t, e, deniedName, otherName)
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")

@@ -40,38 +40,11 @@ func aclTools(t *testing.T) {
 	}
 }
 
-// aclUser creates a user for this test only and removes it when the test
-// ends.
-func aclUser(t *testing.T, role string) (name string, cred *syscall.Credential) {
-	t.Helper()
-	name = fmt.Sprintf("cfacl-%s-%d", role, os.Getpid()%100000)
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return name, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-}
-
 // aclEnv is an env whose directories other users can traverse, which a
 // shared mount needs (t.TempDir is 0700).
 func aclEnv(t *testing.T) *env {
 	t.Helper()
-	base, err := os.MkdirTemp("", "cachefs-acl-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-acl-")
 	return &env{t: t, tmp: base}
 }
 
@@ -164,8 +137,8 @@ func userName(t *testing.T, cred *syscall.Credential) string {
 func TestACLDeniedUserRefused(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "deny")
-	otherName, other := aclUser(t, "other")
+	deniedName, denied := newUser(t, "deny")
+	otherName, other := newUser(t, "other")
 	src := aclTree(t, e, deniedName, otherName)
 	mnt := filepath.Join(e.tmp, "mnt")
 	logFile := filepath.Join(e.tmp, "acl.log")
@@ -183,8 +156,8 @@ func TestACLDeniedUserRefused(t *testing.T) {
 func TestACLZeroMetadataAfterMount(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "zdeny")
-	otherName, other := aclUser(t, "zother")
+	deniedName, denied := newUser(t, "zdeny")
+	otherName, other := newUser(t, "zother")
 	src := aclTree(t, e, deniedName, otherName)
 	slow := filepath.Join(e.tmp, "slow")
 	os.Mkdir(slow, 0o755)
@@ -206,8 +179,12 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Errorf("setfacl through the mount: %v %q, want Read-only file system", err, out)
 	}
-	if c := sfs.Counts(); c.Meta != 0 {
-		t.Errorf("after mount the source served metadata calls: %v", c.Ops)
+	// checkACLsServed reads files: opening them reaches the source, with
+	// a LOOKUP of the name whenever the source's kernel has dropped its
+	// dentry (drop_caches or memory pressure anywhere on the machine).
+	// Those are part of the open; any other metadata call is not.
+	if c := sfs.Counts(); c.Meta != c.Ops["lookup"] || c.Ops["lookup"] > c.Opens {
+		t.Errorf("after mount the source served metadata calls beyond opening files: %v", c.Ops)
 	}
 	if got := mustRun(t, "getfacl", "--omit-header", filepath.Join(src, "plain.txt")); strings.Contains(got, deniedName) {
 		t.Errorf("setfacl through the mount changed the source:\n%s", got)
@@ -221,8 +198,8 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 func TestACLIndexRoundTrip(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	deniedName, denied := aclUser(t, "ideny")
-	otherName, other := aclUser(t, "iother")
+	deniedName, denied := newUser(t, "ideny")
+	otherName, other := newUser(t, "iother")
 	src := aclTree(t, e, deniedName, otherName)
 	idx := filepath.Join(e.tmp, "tree.index")
 	e.makeIndex(src, idx)
@@ -312,8 +289,8 @@ func mountNFS4Source(t *testing.T, dir, mnt string) {
 func TestACLUnrecordedServedToOwnerOnly(t *testing.T) {
 	aclTools(t)
 	e := aclEnv(t)
-	_, owner := aclUser(t, "owner")
-	_, other := aclUser(t, "nfs4")
+	_, owner := newUser(t, "owner")
+	_, other := newUser(t, "nfs4")
 	dir := filepath.Join(e.tmp, "dir")
 	os.Mkdir(dir, 0o755)
 	for _, f := range []string{"nfs4-guarded.txt", "plain.txt"} {

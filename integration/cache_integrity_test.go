@@ -75,7 +75,7 @@ func TestDamagedCacheFilesRefetched(t *testing.T) {
 	}
 	damage(t, f, sizes, 0)
 	f.readAllEqual(t, mnt, "after damage under the running daemon")
-	if n := num(statusOf(t, f.e, mnt), "cache.corrupt_blocks"); n <= 0 {
+	if n := num(t, statusOf(t, f.e, mnt), "cache.corrupt_blocks"); n <= 0 {
 		t.Errorf("status counts %v damaged blocks", n)
 	}
 
@@ -112,10 +112,10 @@ func TestStoringOffReadsOnlyWhatIsServed(t *testing.T) {
 			extra := []string{"--prefetch=off", "--cache-size", "4MiB"}
 			if why == "disk full" {
 				os.MkdirAll(f.cacheDir, 0o700)
+				t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 				if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
 					t.Fatalf("mounting a small tmpfs: %v", err)
 				}
-				t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 				extra = []string{"--prefetch=off", "--cache-size", "100%", "--log-file", filepath.Join(f.e.tmp, "cachefs.log")}
 			}
 			mnt := filepath.Join(f.e.tmp, "mnt")
@@ -123,7 +123,7 @@ func TestStoringOffReadsOnlyWhatIsServed(t *testing.T) {
 			f.readAllEqual(t, mnt, "with storing off")
 			s := statusOf(t, f.e, mnt)
 			f.e.unmount(mnt)
-			fromSource, served, unstored := num(s, "cache.bytes_from_source"), num(s, "bytes_served"), num(s, "cache.uncached_bytes")
+			fromSource, served, unstored := num(t, s, "cache.bytes_from_source"), num(t, s, "bytes_served"), num(t, s, "cache.uncached_bytes")
 			ratio := fromSource / served
 			t.Logf("%s: %.0f bytes from the source, %.0f served (%.3fx), %.0f served unstored", why, fromSource, served, ratio, unstored)
 			if unstored <= 0 {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,7 +159,7 @@ func TestCacheBytesAndReuse(t *testing.T) {
 	r2 := f.e.unmount(mnt)
 	// Passthrough: every complete file was handed to the kernel, so the
 	// daemon itself served nothing.
-	if !strings.Contains(r2.stdout, "served 0 B") || strings.Contains(r2.stdout, " 0 passthrough opens") {
+	if !strings.Contains(r2.stdout, "served 0 B") || summaryCount(t, r2.stdout, "passthrough opens") == 0 {
 		t.Errorf("expected passthrough to serve the remounted reads: %q", r2.stdout)
 	}
 }
@@ -175,8 +177,8 @@ func TestHeaderReadFetchesOneBlock(t *testing.T) {
 		t.Fatalf("header: %v", err)
 	}
 	fh.Close()
-	if got := f.sfs.Counts().BytesRead; got > 2<<20 {
-		t.Errorf("a 4 KiB header read pulled %d bytes from the source, want at most 2 blocks", got)
+	if got := f.sfs.Counts().BytesRead; got != 1<<20 {
+		t.Errorf("a 4 KiB header read pulled %d bytes from the source, want one block (1 MiB)", got)
 	}
 	f.e.unmount(mnt)
 }
@@ -210,8 +212,11 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 	}
 	again := f.sfs.Counts().BytesRead
 	t.Logf("before kill: %d bytes fetched; after remount: %d", before, again)
-	if again >= size {
-		t.Errorf("remount refetched the whole file (%d bytes): complete blocks were not reused", again)
+	// Only blocks in flight at the kill are fetched twice: the demand
+	// block and the default read-ahead of 4, 1 MiB each.
+	const inFlight = 5 << 20
+	if again+before > size+inFlight {
+		t.Errorf("remount refetched %d bytes after %d were fetched of %d: more than the %d bytes in flight", again, before, size, inFlight)
 	}
 	f.e.unmount(mnt)
 }
@@ -248,20 +253,44 @@ func TestChangedSourceFailsUncachedBlocks(t *testing.T) {
 	}
 	fh.Close()
 	f.e.unmount(mnt)
-	logs, _ := filepath.Glob(filepath.Join(f.cacheDir, "cachefs.log"))
-	if len(logs) == 1 && !strings.Contains(string(readAll(t, logs[0])), "changed since the snapshot") {
-		t.Error("the log does not name the changed file")
+	log := string(readAll(t, filepath.Join(f.cacheDir, "cachefs.log")))
+	if !strings.Contains(log, "changed since the snapshot") || !strings.Contains(log, "rec") {
+		t.Errorf("the log does not name the changed file:\n%s", log)
 	}
 }
 
+// cacheBytes is the disk space the cache's block files take.
 func cacheBytes(t *testing.T, dir string) int64 {
+	t.Helper()
 	var n int64
-	filepath.Walk(filepath.Join(dir, "blocks"), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
+	err := filepath.Walk(filepath.Join(dir, "blocks"), func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
 			n += fi.Sys().(*syscall.Stat_t).Blocks * 512
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("measuring the cache: %v", err)
+	}
+	return n
+}
+
+// summaryCount reads the number before what in a figures line ("3
+// evictions"), failing the test if the line has none: a changed format
+// must not pass as a zero.
+func summaryCount(t *testing.T, line, what string) int {
+	t.Helper()
+	m := regexp.MustCompile(`([\d,]+) ` + regexp.QuoteMeta(what)).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no %q in %q", what, line)
+	}
+	n, err := strconv.Atoi(strings.ReplaceAll(m[1], ",", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -278,12 +307,16 @@ func TestCacheStaysUnderBudget(t *testing.T) {
 			t.Errorf("%s differs", name)
 		}
 		// Files are closed after each read, so nothing is pinned.
-		if n := cacheBytes(t, f.cacheDir); n > 4<<20+64<<10 {
+		n := cacheBytes(t, f.cacheDir)
+		if n > 4<<20+64<<10 {
 			t.Fatalf("cache holds %d bytes with a 4 MiB budget", n)
+		}
+		if n == 0 {
+			t.Fatal("the cache holds nothing after a read: the measure does not see it")
 		}
 	}
 	r := f.e.unmount(mnt)
-	if strings.Contains(r.stdout, " 0 evictions") {
+	if summaryCount(t, r.stdout, "evictions") == 0 {
 		t.Errorf("reading twice the budget evicted nothing: %q", r.stdout)
 	}
 }
@@ -295,16 +328,20 @@ func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
 	}
 	f := newCacheFixture(t, sizes, slowfs.Options{})
 	os.MkdirAll(f.cacheDir, 0o700)
+	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=3m,mode=0700"); err != nil {
 		t.Fatalf("mounting a small tmpfs: %v", err)
 	}
-	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "100MiB", "--log-file", filepath.Join(f.e.tmp, "cachefs.log"))
+	start := time.Now()
 	f.readAllEqual(t, mnt, "with a full cache disk")
 	f.e.unmount(mnt)
-	if !strings.Contains(string(readAll(t, filepath.Join(f.e.tmp, "cachefs.log"))), "cache disk failed") {
-		t.Error("the log does not say the cache disk failed")
+	// Block after block fails to store, and the log says so once per
+	// 30 s episode (one, unless the machine is very slow).
+	episodes := 1 + int(time.Since(start)/(30*time.Second))
+	if n := strings.Count(string(readAll(t, filepath.Join(f.e.tmp, "cachefs.log"))), "cache disk failed"); n < 1 || n > episodes {
+		t.Errorf("the log says the cache disk failed %d times, want once per episode (%d)", n, episodes)
 	}
 }
 
@@ -380,12 +417,12 @@ func TestOpenModes(t *testing.T) {
 	}
 	reread("a", 10)
 	m = statusOf(t, f.e, mnt)
-	if got := num(m, "opens"); got != 1 {
+	if got := num(t, m, "opens"); got != 1 {
 		t.Errorf("10 opens of a file with the kernel opening: %v reached the daemon, want 1", got)
 	}
 	// The page cache is kept across the kernel's opens: only the first
 	// read's bytes went through the daemon.
-	if got := num(m, "bytes_served"); got != float64(len(f.files["a"])) {
+	if got := num(t, m, "bytes_served"); got != float64(len(f.files["a"])) {
 		t.Errorf("10 reads of a %d-byte file: the daemon served %v bytes", len(f.files["a"]), got)
 	}
 	// Reads that miss the page cache come without a handle and are served.
@@ -401,16 +438,16 @@ func TestOpenModes(t *testing.T) {
 	f.mount(mnt, "--prefetch", "off", "--passthrough=on")
 	reread("a", 10)
 	m = statusOf(t, f.e, mnt)
-	if got := num(m, "opens"); got != 10 {
+	if got := num(t, m, "opens"); got != 10 {
 		t.Errorf("10 opens with --passthrough=on: %v reached the daemon, want 10", got)
 	}
 	// go-fuse asks for the backing file only when no passthrough open of
 	// the inode is left (the kernel releases asynchronously, so a reopen
 	// can share the last one's): at least one, and the daemon served none
 	// of the bytes.
-	if m["passthrough"] != true || num(m, "cache.passthrough_opens") < 1 || num(m, "bytes_served") != 0 {
+	if m["passthrough"] != true || num(t, m, "cache.passthrough_opens") < 1 || num(t, m, "bytes_served") != 0 {
 		t.Errorf("--passthrough=on as root: passthrough %v, %v passthrough opens, %v bytes served by the daemon; want passthrough and 0 bytes",
-			m["passthrough"], num(m, "cache.passthrough_opens"), num(m, "bytes_served"))
+			m["passthrough"], num(t, m, "cache.passthrough_opens"), num(t, m, "bytes_served"))
 	}
 	f.e.unmount(mnt)
 
@@ -443,7 +480,7 @@ func TestPassthroughFileEvictedThenReopened(t *testing.T) {
 	for _, n := range []string{"b", "c", "d", "e", "f", "g"} {
 		readAll(t, filepath.Join(mnt, n))
 	}
-	if m := statusOf(t, f.e, mnt); num(m, "cache.evictions") == 0 {
+	if m := statusOf(t, f.e, mnt); num(t, m, "cache.evictions") == 0 {
 		t.Fatal("reading 6 MiB through a 4 MiB cache evicted nothing; the test proves nothing")
 	}
 	held, err := os.Open(pa) // a is no longer complete: an ordinary open

@@ -18,8 +18,11 @@ type coldStatus struct {
 		BytesFromSource int64 `json:"bytes_from_source"`
 	} `json:"cache"`
 	Prefetch *struct {
-		InFlight    int `json:"in_flight_limit"`
-		MaxInFlight int `json:"max_in_flight"`
+		Queued      int   `json:"queued"`
+		Running     int   `json:"running"`
+		Done        int64 `json:"done"`
+		InFlight    int   `json:"in_flight_limit"`
+		MaxInFlight int   `json:"max_in_flight"`
 		Warm        *struct {
 			Files, Done, Failed int64
 			Listing, Stopped    bool
@@ -111,12 +114,70 @@ func TestMountWarmStagesTheTree(t *testing.T) {
 	f.e.unmount(mnt)
 }
 
+// TestListingPrefetchIsOptIn: listing a directory queues its small files
+// only under --prefetch dir,list; the default, dir, waits for an open.
+// The hook runs in OPENDIR, before the listing is answered, so what was
+// queued is known as soon as the listing returns.
+func TestListingPrefetchIsOptIn(t *testing.T) {
+	sizes := smallTree(21, 2000)
+	for _, tc := range []struct {
+		flags []string
+		list  bool
+	}{{nil, false}, {[]string{"--prefetch", "dir,list"}, true}} {
+		f := newCacheFixture(t, sizes, slowfs.Options{})
+		mnt := filepath.Join(f.e.tmp, "mnt")
+		f.mount(mnt, tc.flags...)
+		if _, err := os.ReadDir(filepath.Join(mnt, "d3")); err != nil {
+			t.Fatal(err)
+		}
+		p := f.status(t, mnt).Prefetch
+		if p == nil {
+			t.Fatalf("%v: status shows no prefetcher", tc.flags)
+		}
+		if heard := int64(p.Queued+p.Running) + p.Done; (heard > 0) != tc.list {
+			t.Errorf("%v: %d files queued by a listing, want some: %v", tc.flags, heard, tc.list)
+		}
+		if tc.list {
+			f.waitPrefetched(t, mnt, 3)
+			var want int64
+			for name, n := range sizes {
+				if strings.HasPrefix(name, "d3/") {
+					want += int64(n)
+				}
+			}
+			if got := int64(f.sfs.Counts().BytesRead); got != want {
+				t.Errorf("source read %d bytes for a listed directory of %d", got, want)
+			}
+		}
+		f.e.unmount(mnt)
+	}
+}
+
+// waitPrefetched polls status until n files were prefetched; the deadline
+// only catches a hang.
+func (f *cacheFixture) waitPrefetched(t testing.TB, mnt string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		p := f.status(t, mnt).Prefetch
+		if p.Done >= n && p.Queued+p.Running == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetch never finished: %+v", *p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestMountWarmRefusesUnknownPaths: a typo in --warm fails the mount
 // instead of warming nothing.
 func TestMountWarmRefusesUnknownPaths(t *testing.T) {
 	f := newCacheFixture(t, smallTree(5, 100), slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")
-	os.MkdirAll(mnt, 0o755)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	r := f.e.run("mount", f.slow, mnt, "--cache-dir", f.cacheDir, "--warm", "nope")
 	if r.code == 0 {
 		f.e.unmount(mnt)
@@ -191,7 +252,9 @@ func copyTree(b testing.TB, src, dst string, sizes map[string]int, n int) {
 	sem := make(chan struct{}, n)
 	errs := make(chan error, len(sizes))
 	for name := range sizes {
-		os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o755)
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o755); err != nil {
+			b.Fatal(err)
+		}
 	}
 	for name := range sizes {
 		sem <- struct{}{}

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,9 +22,6 @@ import (
 // the exported Builder and WriteIndex, so the checksum is valid, and for
 // what the Builder would not write (unsorted or repeated names), edited
 // afterwards with the checksum recomputed.
-
-// craftedUser is the account the crafted-index tests read the mount as.
-const craftedUser = "cachefs-crafted"
 
 // attrOf is what a walk would record for path.
 func attrOf(t *testing.T, path string) snapshot.Attr {
@@ -126,63 +122,15 @@ func TestCraftedIndexRefused(t *testing.T) {
 		}
 		t.Logf("%s: %s", c.name, lines[0])
 	}
-	if left := leftoverDaemons(); len(left) != 0 {
+	if left := e.daemons(); len(left) != 0 {
 		t.Errorf("daemons left after refused mounts: %v", left)
-	}
-}
-
-// requireCraftedUser creates the account for the test, and removes it after.
-func requireCraftedUser(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("the crafted-index tests need root to mount --allow-other and create a user")
-		}
-		t.Skip("needs root to mount --allow-other and create a user")
-	}
-	if _, err := user.Lookup(craftedUser); err != nil {
-		if err := retryLocked("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", craftedUser); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		if err := retryLocked("userdel", craftedUser); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := user.Lookup(craftedUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-}
-
-// retryLocked runs useradd or userdel, again while another test holds the
-// lock on /etc/passwd (other suites create users at the same time).
-func retryLocked(name string, args ...string) error {
-	for try := 0; ; try++ {
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err == nil {
-			return nil
-		}
-		if try == 50 || !strings.Contains(string(out), "lock") {
-			return fmt.Errorf("%s: %v: %s", name, err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 // craftedBase is a directory every user can traverse, unlike t.TempDir.
 func craftedBase(t *testing.T) string {
 	t.Helper()
-	base, err := os.MkdirTemp("", "cachefs-crafted-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-crafted-")
 	return base
 }
 
@@ -201,7 +149,7 @@ func runAs(cred *syscall.Credential, name string, args ...string) string {
 // (through a valid name carrying its inode number). An ordinary user never
 // reads either file's bytes, whatever order it lists and looks names up in.
 func TestCraftedIndexCannotServeOtherFiles(t *testing.T) {
-	cred := requireCraftedUser(t)
+	_, cred := newUser(t, "crafted")
 	base := craftedBase(t)
 	src, outside := filepath.Join(base, "src"), filepath.Join(base, "outside")
 	for _, d := range []string{src, outside} {

@@ -6,13 +6,11 @@ package integration
 // source is the slow-source fixture, in a process of its own, stopped.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachefs/cachefs/integration/slowfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,31 +25,11 @@ import (
 // when it works, and used to wait forever.
 const hangGuard = 90 * time.Second
 
-// command is the exec.Cmd that e.run runs.
-func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = e.environ()
-	if e.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
-		cmd.Dir = "/"
-	}
-	return cmd
-}
-
 // runGuarded is e.run for a command that might hang: it is killed, and the
 // test fails, once hangGuard has passed.
 func (e *env) runGuarded(args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	cmd := e.command(ctx, args...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		e.t.Fatalf("cachefs %v still running after %s: it hangs", args, hangGuard)
-	}
-	return result{code: exitCodeOf(e.t, err), stdout: out.String(), stderr: errb.String()}
+	return e.runWithin(hangGuard, args...)
 }
 
 func exitCodeOf(t testing.TB, err error) int {
@@ -190,81 +167,6 @@ func TestControlOfStoppedDaemon(t *testing.T) {
 	e.unmount(mnt)
 }
 
-// The slow-source fixture runs in a process of its own (this test binary,
-// re-run as a helper) so that the test can stop it: a source whose server
-// answers nothing, like a hung NFS or Lustre server.
-const slowfsHelperEnv = "CACHEFS_TEST_SLOWFS_HELPER"
-
-// TestSlowfsHelperProcess is not a test: run by startSlowfs, it serves
-// the fixture until SIGTERM. Run by go test, it returns at once.
-func TestSlowfsHelperProcess(t *testing.T) {
-	src, mnt := os.Getenv(slowfsHelperEnv), os.Getenv(slowfsHelperEnv+"_MNT")
-	if src == "" {
-		return
-	}
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
-	sfs, err := slowfs.Mount(src, mnt, slowfs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("ready")
-	<-term
-	if err := sfs.Unmount(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// startSlowfs serves src at mnt through the fixture in its own process and
-// session (a stopped process in a process group the kernel finds orphaned
-// gets SIGHUP, which would end it), and stops it cleanly at the end.
-func startSlowfs(t *testing.T, src, mnt string) (pid int) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSlowfsHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), slowfsHelperEnv+"="+src, slowfsHelperEnv+"_MNT="+mnt)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(hangGuard):
-			t.Errorf("slowfs helper %d did not stop; killing it", cmd.Process.Pid)
-			cmd.Process.Kill()
-			<-done
-		}
-		if isMounted(mnt) {
-			t.Errorf("slowfs left %s mounted; detaching", mnt)
-			unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				ready <- true
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(hangGuard):
-		t.Fatal("the slowfs helper did not come up")
-	}
-	return cmd.Process.Pid
-}
-
 // childOf finds a running child of parent that runs the cachefs binary.
 func childOf(parent int) int {
 	for _, pid := range leftoverDaemons() {
@@ -306,7 +208,9 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	cmd := e.command(ctx, "mount", slow, mnt, "--cache-dir", filepath.Join(e.tmp, "cache"))
+	args := []string{"mount", slow, mnt, "--cache-dir", filepath.Join(e.tmp, "cache")}
+	e.forgetMountsOf(args)
+	cmd := e.command(ctx, args...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
@@ -318,12 +222,6 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 			daemon = childOf(cmd.Process.Pid)
 		}
 		return daemon != 0 && waitsOnFUSE(daemon)
-	})
-	t.Cleanup(func() {
-		if processAlive(daemon) {
-			t.Errorf("daemon %d left running; killing it", daemon)
-			syscall.Kill(daemon, syscall.SIGKILL)
-		}
 	})
 	sent := time.Now()
 	cmd.Process.Signal(syscall.SIGINT)
@@ -459,47 +357,6 @@ func TestWarmPaths(t *testing.T) {
 	e.unmount(mnt)
 }
 
-// hangsUser is the ordinary user this file's tests create and remove.
-const hangsUser = "cachefs-hangs"
-
-// ordinaryUser creates hangsUser for the test and makes /dev/fuse usable
-// by it (0666, as distributions ship it), undoing both at the end.
-func ordinaryUser(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if _, err := exec.LookPath("fusermount3"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root and fusermount3 (Debian package fuse3)")
-		}
-		t.Skip("needs root and fusermount3 (Debian package fuse3)")
-	}
-	exec.Command("userdel", hangsUser).Run()
-	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", hangsUser).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("userdel", hangsUser).Run() })
-	out, err := exec.Command("id", "-u", hangsUser).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-	out, err = exec.Command("id", "-g", hangsUser).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-	var st unix.Stat_t
-	if err := unix.Stat("/dev/fuse", &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode&0o006 != 0o006 {
-		if err := os.Chmod("/dev/fuse", 0o666); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Chmod("/dev/fuse", os.FileMode(st.Mode&0o7777)) })
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-}
-
 func TestFusermountReasonShown(t *testing.T) {
 	if b, err := os.ReadFile("/etc/fuse.conf"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -508,13 +365,9 @@ func TestFusermountReasonShown(t *testing.T) {
 			}
 		}
 	}
-	cred := ordinaryUser(t)
-	base, err := os.MkdirTemp("", "cachefs-hangs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	userFUSE(t)
+	name, cred := newUser(t, "hangs")
+	base := traversableDir(t, "cachefs-hangs-")
 	src := filepath.Join(base, "src")
 	os.Mkdir(src, 0o755)
 	mnt := filepath.Join(base, "mnt")
@@ -529,7 +382,7 @@ func TestFusermountReasonShown(t *testing.T) {
 		unix.Unmount(mnt, unix.MNT_DETACH)
 		t.Fatal("--allow-other without user_allow_other mounted")
 	}
-	t.Logf("cachefs mount --allow-other as %s: exit %d: %s", hangsUser, r.code, r.stderr)
+	t.Logf("cachefs mount --allow-other as %s: exit %d: %s", name, r.code, r.stderr)
 	if r.code != 6 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "fusermount3: option allow_other only allowed if 'user_allow_other' is set") || strings.Contains(r.stderr, "exited with code") {
 		t.Errorf("want exit 6 and fusermount3's reason on one line; got exit %d:\n%s", r.code, r.stderr)
 	}

@@ -241,8 +241,8 @@ func TestIndexRefused(t *testing.T) {
 		}
 		t.Logf("%s: exit %d: %s", c.name, r.code, strings.TrimSpace(r.stderr))
 	}
-	if n := len(leftoverDaemons()); n != 0 {
-		t.Errorf("%d daemons left after refused mounts", n)
+	if left := e.daemons(); len(left) != 0 {
+		t.Errorf("daemons left after refused mounts: %v", left)
 	}
 	// The good one mounts, from the same arguments.
 	mnt := filepath.Join(e.tmp, "ok")

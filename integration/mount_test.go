@@ -203,8 +203,8 @@ func TestBadInput(t *testing.T) {
 		t.Error("mounted over a non-empty directory")
 	}
 	e.unmount(mnt)
-	if n := len(leftoverDaemons()); n != 0 {
-		t.Errorf("%d daemons left after failed mounts", n)
+	if left := e.daemons(); len(left) != 0 {
+		t.Errorf("daemons left after failed mounts: %v", left)
 	}
 }
 
@@ -299,13 +299,10 @@ func TestKill9ThenRemount(t *testing.T) {
 	}
 }
 
-// pidOf finds the daemon serving mnt through its runtime record.
+// pidOf finds the daemon e started to serve mnt.
 func pidOf(t *testing.T, e *env, mnt string) int {
-	for _, pid := range leftoverDaemons() {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(b), "\x00"+mnt+"\x00") {
-			return pid
-		}
+	if pids := e.daemonsAt(mnt); len(pids) == 1 {
+		return pids[0]
 	}
 	t.Fatalf("no daemon for %s", mnt)
 	return 0

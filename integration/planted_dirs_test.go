@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -17,39 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// The other users of a shared node, created for these tests: one plants
-// directories and links in the shared TMPDIR, the other is an ordinary
-// user whose directories are planted.
-const (
-	plantingUser = "cachefs-dirs-a"
-	victimUser   = "cachefs-dirs-v"
-)
-
-// createUser adds a throwaway account and removes it when the test ends.
-func createUser(t *testing.T, name string) (cred *syscall.Credential, uid int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("planted-directory tests need root to create users")
-		}
-		t.Skip("planted-directory tests need root to create users")
-	}
-	if _, err := user.Lookup(name); err != nil {
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
-		if err != nil {
-			t.Fatalf("useradd %s: %v: %s", name, err, out)
-		}
-	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid
-}
 
 // asUser runs a shell script as cred and fails the test if it fails.
 func asUser(t *testing.T, cred *syscall.Credential, script string) {
@@ -71,12 +37,7 @@ type sharedNode struct {
 
 func newSharedNode(t *testing.T) *sharedNode {
 	t.Helper()
-	base, err := os.MkdirTemp("", "cachefs-planted-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	base := traversableDir(t, "cachefs-planted-")
 	n := &sharedNode{base: base, tmp: filepath.Join(base, "tmp")}
 	os.Mkdir(n.tmp, 0o755)
 	if err := syscall.Chmod(n.tmp, 0o1777); err != nil {
@@ -169,7 +130,8 @@ ln -s %[4]s %[5]s.tmp; ln -s %[4]s %[5]s`, top, cache, t1, t2, rec))
 }
 
 func TestPlantedCacheDirRefused(t *testing.T) {
-	cred, uid := createUser(t, plantingUser)
+	planter, cred := newUser(t, "plant")
+	uid := int(cred.Uid)
 	n := newSharedNode(t)
 	src := filepath.Join(n.base, "src")
 	os.Mkdir(src, 0o755)
@@ -181,7 +143,7 @@ func TestPlantedCacheDirRefused(t *testing.T) {
 	e := &env{t: t, tmp: n.tmp}
 	r := e.run("mount", src, mnt)
 	defer forget(t, r, mnt)
-	wantRefused(t, r, rootTop, fmt.Sprintf("owned by uid %d (%s)", uid, plantingUser))
+	wantRefused(t, r, rootTop, fmt.Sprintf("owned by uid %d (%s)", uid, planter))
 	if isMounted(mnt) {
 		t.Error("mounted with a planted cache directory")
 	}
@@ -216,7 +178,8 @@ func TestLooseOwnCacheDirRefused(t *testing.T) {
 // Root's records live under /run, so a runtime directory planted in the
 // shared TMPDIR is never written, even with a --cache-dir of root's own.
 func TestRootRecordNotInSharedTmp(t *testing.T) {
-	cred, uid := createUser(t, plantingUser)
+	_, cred := newUser(t, "plant")
+	uid := int(cred.Uid)
 	n := newSharedNode(t)
 	src := filepath.Join(n.base, "src")
 	os.Mkdir(src, 0o755)
@@ -240,8 +203,9 @@ func TestRootRecordNotInSharedTmp(t *testing.T) {
 // TMPDIR: a directory planted there refuses the mount before anything is
 // mounted.
 func TestPlantedRuntimeDirRefused(t *testing.T) {
-	acred, auid := createUser(t, plantingUser)
-	vcred, vuid := createUser(t, victimUser)
+	planter, acred := newUser(t, "plant")
+	_, vcred := newUser(t, "victim")
+	auid, vuid := int(acred.Uid), int(vcred.Uid)
 	n := newSharedNode(t)
 	src := filepath.Join(n.base, "src")
 	os.Mkdir(src, 0o755)
@@ -257,7 +221,7 @@ func TestPlantedRuntimeDirRefused(t *testing.T) {
 	e := &env{t: t, tmp: n.tmp, cred: vcred}
 	r := e.run("mount", src, mnt, "--cache-dir", cache)
 	forget(t, r, mnt)
-	wantRefused(t, r, top, fmt.Sprintf("owned by uid %d (%s)", auid, plantingUser))
+	wantRefused(t, r, top, fmt.Sprintf("owned by uid %d (%s)", auid, planter))
 	if n.fingerprint(t) != before {
 		t.Error("a file outside was changed")
 	}

@@ -27,16 +27,25 @@ func statusOf(t *testing.T, e *env, mnt string) map[string]any {
 	return m
 }
 
-func num(m map[string]any, path string) float64 {
+// num reads a number from status --json by its dotted path, failing the
+// test when the key is missing or not a number: a renamed key must not
+// read as 0.
+func num(t testing.TB, m map[string]any, path string) float64 {
+	t.Helper()
 	var v any = m
 	for _, k := range strings.Split(path, ".") {
 		mm, ok := v.(map[string]any)
 		if !ok {
-			return -1
+			t.Fatalf("status has no %s: %v", path, m)
 		}
-		v = mm[k]
+		if v, ok = mm[k]; !ok {
+			t.Fatalf("status has no %s: %v", path, m)
+		}
 	}
-	f, _ := v.(float64)
+	f, ok := v.(float64)
+	if !ok {
+		t.Fatalf("status %s is %v, not a number", path, v)
+	}
 	return f
 }
 
@@ -46,7 +55,7 @@ func waitPrefetch(t *testing.T, e *env, mnt string) map[string]any {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		m := statusOf(t, e, mnt)
-		if num(m, "prefetch.queued") == 0 && num(m, "prefetch.running") == 0 {
+		if num(t, m, "prefetch.queued") == 0 && num(t, m, "prefetch.running") == 0 {
 			return m
 		}
 		if time.Now().After(deadline) {
@@ -73,11 +82,11 @@ func TestPrefetchWarmsTheDirectory(t *testing.T) {
 		t.Fatal("first file differs")
 	}
 	st := waitPrefetch(t, f.e, mnt)
-	if done := num(st, "prefetch.done"); done != 49 {
+	if done := num(t, st, "prefetch.done"); done != 49 {
 		t.Errorf("prefetch did %v files, want the other 49", done)
 	}
 	// The status counters agree with what the source served.
-	if got, want := num(st, "cache.bytes_from_source"), float64(f.sfs.Counts().BytesRead); got != want {
+	if got, want := num(t, st, "cache.bytes_from_source"), float64(f.sfs.Counts().BytesRead); got != want {
 		t.Errorf("status says %v bytes from the source, the fixture served %v", got, want)
 	}
 	f.sfs.Reset()
@@ -112,13 +121,13 @@ func TestPrefetchRespectsCacheSize(t *testing.T) {
 	f.mount(mnt, "--cache-size", "4MiB", "--block-size", "256KiB")
 	readAll(t, filepath.Join(mnt, "sub-01/eeg/run-00_eeg.bdf"))
 	st := waitPrefetch(t, f.e, mnt)
-	if u := num(st, "cache.usage"); u > 4<<20 {
+	if u := num(t, st, "cache.usage"); u > 4<<20 {
 		t.Errorf("cache usage %v over a 4 MiB budget", u)
 	}
 	if n := cacheBytes(t, f.cacheDir); n > 4<<20+64<<10 {
 		t.Errorf("cache dir holds %d bytes", n)
 	}
-	if num(st, "prefetch.stopped") < 1 {
+	if num(t, st, "prefetch.stopped") < 1 {
 		t.Errorf("prefetch did not stop at the budget: %v", st["prefetch"])
 	}
 	// The file the job read is still cached: prefetch never evicted it.
@@ -181,8 +190,19 @@ func TestStatusAllMounts(t *testing.T) {
 	}
 	r := e.run("status", "--json")
 	var all []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil || len(all) != 2 {
+	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil {
 		t.Fatalf("status --json of all mounts: %v %q", err, r.stdout)
+	}
+	// Root's records are machine-wide: other tests' mounts may be listed
+	// too, so only this test's are counted.
+	mine := 0
+	for _, m := range all {
+		if mp, _ := m["mountpoint"].(string); mp == mnts[0] || mp == mnts[1] {
+			mine++
+		}
+	}
+	if mine != 2 {
+		t.Fatalf("status --json lists %d of this test's 2 mounts: %q", mine, r.stdout)
 	}
 	r = e.run("status")
 	for _, m := range mnts {

@@ -1,70 +1,19 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
-	"github.com/cachefs/cachefs/integration/slowfs"
 	"golang.org/x/sys/unix"
 )
-
-// The suite's test binary doubles as a slow-source server in a process of
-// its own, which a test can kill -9 like a crashed FUSE daemon of a shared
-// filesystem: slowfs.Mount in-process cannot die that way.
-const slowfsServeEnv = "CACHEFS_TEST_SLOWFS_SERVE"
-
-func init() {
-	mnt := os.Getenv(slowfsServeEnv)
-	if mnt == "" {
-		return
-	}
-	src := os.Getenv(slowfsServeEnv + "_SOURCE")
-	if _, err := slowfs.Mount(src, mnt, slowfs.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("ready")
-	select {}
-}
-
-// startSlowfsProcess serves src at mnt from a child process and returns
-// its pid; the test's cleanup kills it and detaches what it left mounted.
-func startSlowfsProcess(t *testing.T, src, mnt string) int {
-	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), slowfsServeEnv+"="+mnt, slowfsServeEnv+"_SOURCE="+src)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
-			t.Errorf("detaching the slow source at %s: %v", mnt, err)
-		}
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if line != "ready\n" {
-		t.Fatalf("slow source process: %q %v", line, err)
-	}
-	return cmd.Process.Pid
-}
 
 // readGuarded reads p whole, failing the test if the read has not returned
 // after a deadline far beyond any healthy read: a hang, not a slow read.
@@ -255,7 +204,7 @@ func TestSourceRemountedNewDevice(t *testing.T) {
 		files[name] = b
 		os.WriteFile(filepath.Join(base, name), b, 0o644)
 	}
-	server := startSlowfsProcess(t, base, slow)
+	server := startSlowfs(t, base, slow)
 	mnt := filepath.Join(e.tmp, "mnt")
 	e.mount(slow, mnt, "--prefetch=off", "--cache-dir", filepath.Join(e.tmp, "cache"))
 	if b, _ := readGuarded(t, filepath.Join(mnt, "d/a")); !bytes.Equal(b, files["d/a"]) {
@@ -280,7 +229,7 @@ func TestSourceRemountedNewDevice(t *testing.T) {
 	if err := unix.Unmount(slow, unix.MNT_DETACH); err != nil {
 		t.Fatal(err)
 	}
-	startSlowfsProcess(t, base, slow)
+	startSlowfs(t, base, slow)
 	var now unix.Stat_t
 	if err := unix.Stat(slow, &now); err != nil || now.Dev == old.Dev {
 		t.Fatalf("the remounted source has device %d, before %d (%v): not a new device", now.Dev, old.Dev, err)

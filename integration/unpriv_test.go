@@ -3,69 +3,16 @@ package integration
 import (
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
-const testUser = "cachefs-test"
-
-// requireUnprivileged sets up what a normal user on a cluster node has: an
-// account, a world-usable /dev/fuse, and fusermount3. In CI, missing pieces
-// fail the test instead of skipping it.
-func requireUnprivileged(t *testing.T) *syscall.Credential {
-	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("unprivileged mount test cannot run in CI: %s", what)
-		}
-		t.Skipf("unprivileged mount test needs %s", what)
-	}
-	if os.Geteuid() != 0 {
-		missing("root to create the test user")
-	}
-	if _, err := exec.LookPath("fusermount3"); err != nil {
-		missing("fusermount3 (Debian package fuse3)")
-	}
-	u, err := user.Lookup(testUser)
-	if err != nil {
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", testUser).CombinedOutput(); err != nil {
-			missing("useradd: " + strings.TrimSpace(string(out)))
-		}
-		if u, err = user.Lookup(testUser); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var st unix.Stat_t
-	if err := unix.Stat("/dev/fuse", &st); err != nil {
-		t.Fatal(err)
-	}
-	// Distributions ship /dev/fuse 0666; this machine has it 0600. Open it
-	// up for the test's run only.
-	if st.Mode&0o006 != 0o006 {
-		if err := os.Chmod("/dev/fuse", 0o666); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Chmod("/dev/fuse", os.FileMode(st.Mode&0o7777)) })
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-}
-
 func TestUnprivilegedMount(t *testing.T) {
-	cred := requireUnprivileged(t)
-	base, err := os.MkdirTemp("", "cachefs-unpriv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	userFUSE(t)
+	_, cred := newUser(t, "unpriv")
+	base := traversableDir(t, "cachefs-unpriv-")
 	src := filepath.Join(base, "src")
 	os.MkdirAll(filepath.Join(src, "data"), 0o755)
 	os.WriteFile(filepath.Join(src, "data", "run1.json"), []byte(`{"ok":true}`), 0o644)
@@ -80,8 +27,16 @@ func TestUnprivilegedMount(t *testing.T) {
 		os.Chown(d, int(cred.Uid), int(cred.Gid))
 	}
 
-	e := &env{t: t, tmp: home, cred: cred}
+	// An ordinary user's runtime records go to XDG_RUNTIME_DIR when set.
+	xdg := filepath.Join(base, "xdg")
+	os.Mkdir(xdg, 0o700)
+	os.Chown(xdg, int(cred.Uid), int(cred.Gid))
+	e := &env{t: t, tmp: home, cred: cred, runtimeDir: xdg}
 	pid, summary := e.mount(src, mnt)
+	record := filepath.Join(xdg, "cachefs", recordName(mnt))
+	if _, err := os.Stat(record); err != nil {
+		t.Errorf("no runtime record under XDG_RUNTIME_DIR: %v", err)
+	}
 	if !strings.Contains(summary, "1 unreadable") {
 		t.Errorf("summary should count the unreadable directory: %q", summary)
 	}
@@ -104,5 +59,8 @@ func TestUnprivilegedMount(t *testing.T) {
 	}
 	if !waitGone(pid, 10e9) {
 		t.Error("daemon still running after unmount")
+	}
+	if _, err := os.Stat(record); err == nil {
+		t.Error("the runtime record outlived the unmount")
 	}
 }

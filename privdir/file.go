@@ -116,7 +116,7 @@ func WriteReplace(dir, name string, data []byte) error {
 		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // the write's error is the one to report
 	}
 	return err
 }

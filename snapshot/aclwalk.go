@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cachefs/cachefs/internal/sysx"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,7 +102,7 @@ func (w *walker) xattr(dirfd int, dir, name string, dev uint64, attr string, buf
 
 func (w *walker) getxattr(dirfd int, dir, name, attr string, dest []byte) (int, error) {
 	var n int
-	err := ignoringEINTR(func() (err error) {
+	err := sysx.RetryEINTR(func() (err error) {
 		if dirfd != unix.AT_FDCWD && !w.caps.noAt.Load() {
 			n, err = getxattrat(dirfd, name, attr, dest)
 			// ENOSYS before Linux 6.13; EPERM from a seccomp filter that

@@ -69,8 +69,7 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	n := 1
-	nameBytes := 0
+	n, nameBytes := 1, 0
 	for _, es := range b.dirs {
 		n += len(es)
 		for i := range es {
@@ -80,7 +79,52 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 	if n >= math.MaxUint32 || nameBytes >= math.MaxUint32 {
 		return nil, fmt.Errorf("snapshot: %d entries with %d name bytes exceed the 32-bit layout", n, nameBytes)
 	}
-	s := &Snapshot{
+	l := newLayout(n, nameBytes)
+	s := l.s
+	l.add("", root, "", 0, b.rootACL)
+	for i := 0; i < len(s.mode); i++ {
+		s.kids[i] = uint32(len(s.mode))
+		d := l.listing[i]
+		if d == NoDir || s.mode[i]&ModeType != ModeDir {
+			continue
+		}
+		es := b.dirs[d]
+		slices.SortFunc(es, func(x, y Entry) int { return strings.Compare(x.Name, y.Name) })
+		for k := range es {
+			if k > 0 && es[k].Name == es[k-1].Name {
+				return nil, fmt.Errorf("snapshot: duplicate name %q in one directory", es[k].Name)
+			}
+			l.add(es[k].Name, es[k].Attr, es[k].Target, es[k].Dir, es[k].ACL)
+		}
+		// Free listings as they are consumed so peak memory falls during layout.
+		b.dirs[d] = nil
+	}
+	s.kids[len(s.mode)] = uint32(len(s.mode))
+	s.nameOff = append(s.nameOff, uint32(len(s.names)))
+	s.targets = []byte(l.targets.String())
+	b.takeACLs(s)
+	s.aclsRecorded = b.aclsRecorded
+	s.stats.Entries = int64(len(s.mode))
+	s.stats.Errors = b.errors
+	if len(s.mode) != n {
+		return nil, fmt.Errorf("snapshot: %d listed entries are unreachable from the root", n-len(s.mode))
+	}
+	return s, nil
+}
+
+// layout is Build's work in progress: the snapshot's columns as they fill.
+type layout struct {
+	s        *Snapshot
+	n        int // entries in all
+	ownerIdx map[Owner]uint32
+	// listing[i] is the Builder dir id of final entry i; it is the only
+	// per-entry scratch the layout needs.
+	listing []int32
+	targets strings.Builder
+}
+
+func newLayout(n, nameBytes int) *layout {
+	return &layout{n: n, ownerIdx: map[Owner]uint32{}, listing: make([]int32, 0, n), s: &Snapshot{
 		names:   make([]byte, 0, nameBytes),
 		nameOff: make([]uint32, 0, n+1),
 		kids:    make([]uint32, n+1),
@@ -92,79 +136,46 @@ func (b *Builder) Build(root Attr) (*Snapshot, error) {
 		ctime:   make([]int64, 0, n),
 		atime:   make([]int64, 0, n),
 		ino:     make([]uint64, 0, n),
-	}
-	ownerIdx := map[Owner]uint32{}
-	// listing[i] is the Builder dir id of final entry i; it is the only
-	// per-entry scratch the layout needs.
-	listing := make([]int32, 0, n)
+	}}
+}
 
-	var targetBytes strings.Builder
-	add := func(name string, a Attr, target string, dir int32, acl uint32) {
-		idx := uint32(len(s.mode))
-		s.appendACL(idx, acl, n)
-		s.nameOff = append(s.nameOff, uint32(len(s.names)))
-		s.names = append(s.names, name...)
-		o := Owner{a.Uid, a.Gid}
-		oi, ok := ownerIdx[o]
-		if !ok {
-			oi = uint32(len(s.owners))
-			ownerIdx[o] = oi
-			s.owners = append(s.owners, o)
-		}
-		s.mode = append(s.mode, a.Mode)
-		s.owner = append(s.owner, oi)
-		s.nlink = append(s.nlink, a.Nlink)
-		s.size = append(s.size, a.Size)
-		s.mtime = append(s.mtime, a.Mtime)
-		s.ctime = append(s.ctime, a.Ctime)
-		s.atime = append(s.atime, a.Atime)
-		s.ino = append(s.ino, a.Ino)
-		listing = append(listing, dir)
-		switch a.Mode & ModeType {
-		case ModeLink:
-			s.links = append(s.links, sideRec{Idx: idx, Off: uint32(targetBytes.Len()), Len: uint32(len(target))})
-			targetBytes.WriteString(target)
-			s.stats.Symlinks++
-		case ModeChr, ModeBlk:
-			s.rdevs = append(s.rdevs, rdevRec{Idx: idx, Rdev: a.Rdev})
-			s.stats.Other++
-		case ModeDir:
-			s.stats.Dirs++
-		case ModeReg:
-			s.stats.Files++
-			s.stats.Bytes += a.Size
-		default:
-			s.stats.Other++
-		}
-	}
-
-	add("", root, "", 0, b.rootACL)
-	for i := 0; i < len(s.mode); i++ {
-		s.kids[i] = uint32(len(s.mode))
-		d := listing[i]
-		if d == NoDir || s.mode[i]&ModeType != ModeDir {
-			continue
-		}
-		es := b.dirs[d]
-		slices.SortFunc(es, func(x, y Entry) int { return strings.Compare(x.Name, y.Name) })
-		for k := range es {
-			if k > 0 && es[k].Name == es[k-1].Name {
-				return nil, fmt.Errorf("snapshot: duplicate name %q in one directory", es[k].Name)
-			}
-			add(es[k].Name, es[k].Attr, es[k].Target, es[k].Dir, es[k].ACL)
-		}
-		// Free listings as they are consumed so peak memory falls during layout.
-		b.dirs[d] = nil
-	}
-	s.kids[len(s.mode)] = uint32(len(s.mode))
+// add appends one entry; dir is its Builder dir id if it is a directory.
+func (l *layout) add(name string, a Attr, target string, dir int32, acl uint32) {
+	s := l.s
+	idx := uint32(len(s.mode))
+	s.appendACL(idx, acl, l.n)
 	s.nameOff = append(s.nameOff, uint32(len(s.names)))
-	s.targets = []byte(targetBytes.String())
-	b.takeACLs(s)
-	s.aclsRecorded = b.aclsRecorded
-	s.stats.Entries = int64(len(s.mode))
-	s.stats.Errors = b.errors
-	if len(s.mode) != n {
-		return nil, fmt.Errorf("snapshot: %d listed entries are unreachable from the root", n-len(s.mode))
+	s.names = append(s.names, name...)
+	o := Owner{a.Uid, a.Gid}
+	oi, ok := l.ownerIdx[o]
+	if !ok {
+		oi = uint32(len(s.owners))
+		l.ownerIdx[o] = oi
+		s.owners = append(s.owners, o)
 	}
-	return s, nil
+	s.mode = append(s.mode, a.Mode)
+	s.owner = append(s.owner, oi)
+	s.nlink = append(s.nlink, a.Nlink)
+	s.size = append(s.size, a.Size)
+	s.mtime = append(s.mtime, a.Mtime)
+	s.ctime = append(s.ctime, a.Ctime)
+	s.atime = append(s.atime, a.Atime)
+	s.ino = append(s.ino, a.Ino)
+	l.listing = append(l.listing, dir)
+	switch a.Mode & ModeType {
+	case ModeLink:
+		s.links = append(s.links, sideRec{Idx: idx, Off: uint32(l.targets.Len()), Len: uint32(len(target))})
+		l.targets.WriteString(target)
+		s.stats.Symlinks++
+	case ModeChr, ModeBlk:
+		s.rdevs = append(s.rdevs, rdevRec{Idx: idx, Rdev: a.Rdev})
+		s.stats.Other++
+	case ModeDir:
+		s.stats.Dirs++
+	case ModeReg:
+		s.stats.Files++
+		s.stats.Bytes += a.Size
+	default:
+		s.stats.Other++
+	}
 }

@@ -185,8 +185,8 @@ func WriteIndex(path string, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			_ = f.Close() // the write's error is the one to report
+			_ = os.Remove(tmp)
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -209,8 +209,8 @@ func WriteIndex(path string, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	ok = true
 	// Make the rename itself durable; failing to is not worth an error.
 	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+		_ = d.Sync()
+		_ = d.Close()
 	}
 	return info, nil
 }
@@ -259,64 +259,12 @@ func EncodeIndex(w io.Writer, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 	binary.LittleEndian.PutUint32(pre[8:], IndexVersion)
 	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hdr)))
 	binary.LittleEndian.PutUint64(pre[16:], uint64(total))
-	cw.Write(pre[:])
-	cw.Write(hdr)
-
-	section := func(id int, raw []byte) {
-		var sh [sectionHdrLen]byte
-		binary.LittleEndian.PutUint32(sh[0:], uint32(id))
-		binary.LittleEndian.PutUint32(sh[4:], elemSize[id])
-		binary.LittleEndian.PutUint64(sh[8:], counts[id])
-		cw.Write(sh[:])
-		if uint64(len(raw)) != counts[id]*uint64(elemSize[id]) {
-			panic(fmt.Sprintf("snapshot index: section %s has %d bytes, want %d", sectionNames[id], len(raw), counts[id]*uint64(elemSize[id])))
-		}
-		cw.Write(raw)
-		cw.Write(zeros[:pad8(len(raw))-len(raw)])
+	cw.add(pre[:])
+	cw.add(hdr)
+	raw := sectionBytes(s)
+	for id := 1; id <= numSections; id++ {
+		cw.section(id, counts[id], raw[id])
 	}
-	section(secNames, s.names)
-	section(secNameOff, u32Bytes(s.nameOff))
-	section(secKids, u32Bytes(s.kids))
-	section(secMode, u32Bytes(s.mode))
-	section(secOwner, u32Bytes(s.owner))
-	section(secNlink, u32Bytes(s.nlink))
-	section(secSize, i64Bytes(s.size))
-	section(secMtime, i64Bytes(s.mtime))
-	section(secCtime, i64Bytes(s.ctime))
-	section(secAtime, i64Bytes(s.atime))
-	section(secIno, u64Bytes(s.ino))
-
-	owners := make([]byte, 0, 8*len(s.owners))
-	for _, o := range s.owners {
-		owners = binary.LittleEndian.AppendUint32(owners, o.Uid)
-		owners = binary.LittleEndian.AppendUint32(owners, o.Gid)
-	}
-	section(secOwners, owners)
-	links := make([]byte, 0, 12*len(s.links))
-	for _, l := range s.links {
-		links = binary.LittleEndian.AppendUint32(links, l.Idx)
-		links = binary.LittleEndian.AppendUint32(links, l.Off)
-		links = binary.LittleEndian.AppendUint32(links, l.Len)
-	}
-	section(secLinks, links)
-	section(secTargets, s.targets)
-	rdevs := make([]byte, 0, 16*len(s.rdevs))
-	for _, r := range s.rdevs {
-		rdevs = binary.LittleEndian.AppendUint32(rdevs, r.Idx)
-		rdevs = binary.LittleEndian.AppendUint32(rdevs, 0)
-		rdevs = binary.LittleEndian.AppendUint64(rdevs, r.Rdev)
-	}
-	section(secRdevs, rdevs)
-	section(secACL, u32Bytes(s.acl))
-	sets := make([]byte, 0, 8*len(s.aclSets))
-	for _, p := range s.aclSets {
-		sets = binary.LittleEndian.AppendUint32(sets, p.Access)
-		sets = binary.LittleEndian.AppendUint32(sets, p.Default)
-	}
-	section(secACLSets, sets)
-	section(secACLOff, u32Bytes(s.aclOff))
-	section(secACLData, s.aclData)
-
 	if cw.err != nil {
 		return info, cw.err
 	}
@@ -329,6 +277,51 @@ func EncodeIndex(w io.Writer, s *Snapshot, info IndexInfo) (IndexInfo, error) {
 		panic(fmt.Sprintf("snapshot index: wrote %d bytes, planned %d", cw.n+trailerSize, total))
 	}
 	return info, nil
+}
+
+// add writes p; the first error stays in c.err and stops later writes.
+func (c *crcWriter) add(p []byte) { _, _ = c.Write(p) }
+
+// section writes one section: its header, raw, and padding to 8 bytes.
+func (c *crcWriter) section(id int, count uint64, raw []byte) {
+	var sh [sectionHdrLen]byte
+	binary.LittleEndian.PutUint32(sh[0:], uint32(id))
+	binary.LittleEndian.PutUint32(sh[4:], elemSize[id])
+	binary.LittleEndian.PutUint64(sh[8:], count)
+	c.add(sh[:])
+	if uint64(len(raw)) != count*uint64(elemSize[id]) {
+		panic(fmt.Sprintf("snapshot index: section %s has %d bytes, want %d", sectionNames[id], len(raw), count*uint64(elemSize[id])))
+	}
+	c.add(raw)
+	c.add(zeros[:pad8(len(raw))-len(raw)])
+}
+
+// sectionBytes lays out each section of s as the file stores it.
+func sectionBytes(s *Snapshot) (raw [numSections + 1][]byte) {
+	le := binary.LittleEndian
+	raw[secNames], raw[secTargets], raw[secACLData] = s.names, s.targets, s.aclData
+	raw[secNameOff], raw[secKids], raw[secMode] = u32Bytes(s.nameOff), u32Bytes(s.kids), u32Bytes(s.mode)
+	raw[secOwner], raw[secNlink] = u32Bytes(s.owner), u32Bytes(s.nlink)
+	raw[secSize], raw[secMtime], raw[secCtime], raw[secAtime] = i64Bytes(s.size), i64Bytes(s.mtime), i64Bytes(s.ctime), i64Bytes(s.atime)
+	raw[secIno], raw[secACL], raw[secACLOff] = u64Bytes(s.ino), u32Bytes(s.acl), u32Bytes(s.aclOff)
+	owners := make([]byte, 0, 8*len(s.owners))
+	for _, o := range s.owners {
+		owners = le.AppendUint32(le.AppendUint32(owners, o.Uid), o.Gid)
+	}
+	links := make([]byte, 0, 12*len(s.links))
+	for _, l := range s.links {
+		links = le.AppendUint32(le.AppendUint32(le.AppendUint32(links, l.Idx), l.Off), l.Len)
+	}
+	rdevs := make([]byte, 0, 16*len(s.rdevs))
+	for _, r := range s.rdevs {
+		rdevs = le.AppendUint64(le.AppendUint32(le.AppendUint32(rdevs, r.Idx), 0), r.Rdev)
+	}
+	sets := make([]byte, 0, 8*len(s.aclSets))
+	for _, p := range s.aclSets {
+		sets = le.AppendUint32(le.AppendUint32(sets, p.Access), p.Default)
+	}
+	raw[secOwners], raw[secLinks], raw[secRdevs], raw[secACLSets] = owners, links, rdevs, sets
+	return raw
 }
 
 func sectionCounts(s *Snapshot) [numSections + 1]uint64 {
@@ -425,46 +418,81 @@ func DecodeIndex(data []byte) (*Snapshot, IndexInfo, error) {
 }
 
 func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
-	var info IndexInfo
+	info, body, err := checkEnvelope(data)
+	if err != nil {
+		return nil, info, err
+	}
+	// From here on the bytes are what a writer wrote; the checks below
+	// guard against a writer's bug or a crafted file, never against
+	// corruption.
+	hlen, counts, err := decodeHeader(data, body, &info)
+	if err != nil {
+		return nil, IndexInfo{}, err
+	}
+	raw, err := splitSections(body, preambleSize+hlen, &counts)
+	if err != nil {
+		return nil, IndexInfo{}, err
+	}
+	s := assemble(&raw, info, alias)
+	if err := s.validate(); err != nil {
+		return nil, IndexInfo{}, corrupt("%v", err)
+	}
+	if err := s.validateACL(); err != nil {
+		return nil, IndexInfo{}, corrupt("%v", err)
+	}
+	if err := s.validateEntries(); err != nil {
+		return nil, IndexInfo{}, err
+	}
+	return s, info, nil
+}
+
+// corrupt is ErrIndexCorrupt with what is wrong.
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrIndexCorrupt, fmt.Sprintf(format, args...))
+}
+
+// checkEnvelope checks what corruption or truncation would break: the
+// magic, the length, the checksum and the version.
+func checkEnvelope(data []byte) (info IndexInfo, body []byte, err error) {
 	le := binary.LittleEndian
 	size := len(data)
 	switch {
 	case size == 0:
-		return nil, info, ErrIndexEmpty
+		return info, nil, ErrIndexEmpty
 	case size < len(indexMagic) && string(data) == indexMagic[:size],
 		size >= len(indexMagic) && size < preambleSize+trailerSize && string(data[:8]) == indexMagic:
-		return nil, info, fmt.Errorf("%w: %d bytes, shorter than any index", ErrIndexTruncated, size)
+		return info, nil, fmt.Errorf("%w: %d bytes, shorter than any index", ErrIndexTruncated, size)
 	case size < len(indexMagic) || string(data[:8]) != indexMagic:
-		return nil, info, fmt.Errorf("%w (its first bytes are %q, not %q)", ErrIndexNotIndex, data[:min(size, 8)], indexMagic)
+		return info, nil, fmt.Errorf("%w (its first bytes are %q, not %q)", ErrIndexNotIndex, data[:min(size, 8)], indexMagic)
 	}
 	if want := le.Uint64(data[16:]); want != uint64(size) {
 		if want > uint64(size) {
-			return nil, info, fmt.Errorf("%w: %d bytes, its header records %d (an interrupted copy?)", ErrIndexTruncated, size, want)
+			return info, nil, fmt.Errorf("%w: %d bytes, its header records %d (an interrupted copy?)", ErrIndexTruncated, size, want)
 		}
-		return nil, info, fmt.Errorf("%w: %d bytes, its header records %d", ErrIndexCorrupt, size, want)
+		return info, nil, fmt.Errorf("%w: %d bytes, its header records %d", ErrIndexCorrupt, size, want)
 	}
-	body := data[:size-trailerSize]
+	body = data[:size-trailerSize]
 	if got, want := crc32.Checksum(body, castagnoli), le.Uint32(data[size-trailerSize:]); got != want {
-		return nil, info, fmt.Errorf("%w: checksum mismatch (CRC-32C %08x, recorded %08x)", ErrIndexCorrupt, got, want)
+		return info, nil, fmt.Errorf("%w: checksum mismatch (CRC-32C %08x, recorded %08x)", ErrIndexCorrupt, got, want)
 	}
 	if le.Uint32(data[size-4:]) != 0 {
-		return nil, info, fmt.Errorf("%w: trailer's reserved bytes are not zero", ErrIndexCorrupt)
+		return info, nil, fmt.Errorf("%w: trailer's reserved bytes are not zero", ErrIndexCorrupt)
 	}
 	info.Version = le.Uint32(data[8:])
 	if info.Version != IndexVersion {
-		return nil, info, fmt.Errorf("%w %d: this cachefs reads version %d", ErrIndexVersion, info.Version, IndexVersion)
+		return info, nil, fmt.Errorf("%w %d: this cachefs reads version %d", ErrIndexVersion, info.Version, IndexVersion)
 	}
 	info.Size = int64(size)
+	return info, body, nil
+}
 
-	// From here on the bytes are what a writer wrote; the checks below
-	// guard against a writer's bug or a crafted file, never against
-	// corruption.
-	bad := func(format string, args ...any) (*Snapshot, IndexInfo, error) {
-		return nil, IndexInfo{}, fmt.Errorf("%w: %s", ErrIndexCorrupt, fmt.Sprintf(format, args...))
-	}
-	hlen := int(le.Uint32(data[12:]))
+// decodeHeader fills info from the header and returns the header's length
+// and the element count each section must have.
+func decodeHeader(data, body []byte, info *IndexInfo) (hlen int, counts [numSections + 1]uint64, err error) {
+	le := binary.LittleEndian
+	hlen = int(le.Uint32(data[12:]))
 	if hlen%8 != 0 || hlen < headerFixed+8 || preambleSize+hlen > len(body) {
-		return bad("header length %d", hlen)
+		return 0, counts, corrupt("header length %d", hlen)
 	}
 	h := data[preambleSize : preambleSize+hlen]
 	u := func(k int) uint64 { return le.Uint64(h[8*k:]) }
@@ -478,10 +506,9 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	for k, p := range []*int64{&st.Entries, &st.Dirs, &st.Files, &st.Symlinks, &st.Other, &st.Bytes, &st.Errors} {
 		*p = int64(u(6 + k))
 	}
-	var counts [numSections + 1]uint64
 	n := u(13)
 	if n == 0 || n >= math.MaxUint32 || int64(n) != st.Entries {
-		return bad("%d entries, statistics say %d", n, st.Entries)
+		return 0, counts, corrupt("%d entries, statistics say %d", n, st.Entries)
 	}
 	counts[secNameOff], counts[secKids] = n+1, n+1
 	for _, id := range []int{secMode, secOwner, secNlink, secSize, secMtime, secCtime, secAtime, secIno} {
@@ -491,42 +518,51 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	counts[secACL], counts[secACLSets], counts[secACLOff], counts[secACLData] = u(19), u(20), u(21), u(22)
 	flags := u(23)
 	if flags&^knownFlags != 0 {
-		return bad("unknown header flags %#x", flags)
+		return 0, counts, corrupt("unknown header flags %#x", flags)
 	}
 	info.ACLs = flags&flagACLs != 0
 	slen, hostLen := int(le.Uint32(h[headerFixed:])), int(le.Uint32(h[headerFixed+4:]))
 	if headerFixed+8+slen+hostLen > hlen {
-		return bad("source and host names overrun the header")
+		return 0, counts, corrupt("source and host names overrun the header")
 	}
 	info.Source = string(h[headerFixed+8 : headerFixed+8+slen])
 	info.Host = string(h[headerFixed+8+slen : headerFixed+8+slen+hostLen])
+	return hlen, counts, nil
+}
 
-	var raw [numSections + 1][]byte
-	off := preambleSize + hlen
+// splitSections cuts the sections out of body from off, each checked to
+// have its place, element size and count.
+func splitSections(body []byte, off int, counts *[numSections + 1]uint64) (raw [numSections + 1][]byte, err error) {
+	le := binary.LittleEndian
 	for id := 1; id <= numSections; id++ {
 		if off+sectionHdrLen > len(body) {
-			return bad("section %s missing", sectionNames[id])
+			return raw, corrupt("section %s missing", sectionNames[id])
 		}
 		sh := body[off : off+sectionHdrLen]
 		gid, gsize, gcount := le.Uint32(sh), le.Uint32(sh[4:]), le.Uint64(sh[8:])
 		if gid != uint32(id) || gsize != elemSize[id] || gcount != counts[id] {
-			return bad("section %d (size %d, count %d) where %s (size %d, count %d) belongs", gid, gsize, gcount, sectionNames[id], elemSize[id], counts[id])
+			return raw, corrupt("section %d (size %d, count %d) where %s (size %d, count %d) belongs", gid, gsize, gcount, sectionNames[id], elemSize[id], counts[id])
 		}
 		off += sectionHdrLen
 		if gcount > uint64(len(body)) {
-			return bad("section %s overruns the file", sectionNames[id])
+			return raw, corrupt("section %s overruns the file", sectionNames[id])
 		}
 		nb := int(gcount) * int(gsize)
 		if off+pad8(nb) > len(body) {
-			return bad("section %s overruns the file", sectionNames[id])
+			return raw, corrupt("section %s overruns the file", sectionNames[id])
 		}
 		raw[id] = body[off : off+nb : off+nb]
 		off += pad8(nb)
 	}
 	if off != len(body) {
-		return bad("%d bytes after the last section", len(body)-off)
+		return raw, corrupt("%d bytes after the last section", len(body)-off)
 	}
+	return raw, nil
+}
 
+// assemble builds the snapshot on the sections, aliasing them when alias
+// is set and copying them otherwise.
+func assemble(raw *[numSections + 1][]byte, info IndexInfo, alias bool) *Snapshot {
 	s := &Snapshot{stats: info.Stats, aclsRecorded: info.ACLs}
 	if alias {
 		// The arrays point into data; it stays alive as long as they do.
@@ -552,7 +588,13 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 	s.ino = loadU64(raw[secIno], alias)
 	s.acl = loadU32(raw[secACL], alias)
 	s.aclOff = loadU32(raw[secACLOff], alias)
-	// The side tables are small: decode them field by field.
+	s.decodeSideTables(raw)
+	return s
+}
+
+// decodeSideTables decodes the small side tables field by field.
+func (s *Snapshot) decodeSideTables(raw *[numSections + 1][]byte) {
+	le := binary.LittleEndian
 	if b := raw[secOwners]; len(b) > 0 {
 		s.owners = make([]Owner, len(b)/8)
 		for k := range s.owners {
@@ -577,16 +619,6 @@ func decodeIndex(data []byte, alias bool) (*Snapshot, IndexInfo, error) {
 			s.aclSets[k] = aclSet{le.Uint32(b[8*k:]), le.Uint32(b[8*k+4:])}
 		}
 	}
-	if err := s.validate(); err != nil {
-		return bad("%v", err)
-	}
-	if err := s.validateACL(); err != nil {
-		return bad("%v", err)
-	}
-	if err := s.validateEntries(); err != nil {
-		return nil, IndexInfo{}, err
-	}
-	return s, info, nil
 }
 
 // validate checks what Snapshot's accessors rely on to stay in range.

@@ -119,22 +119,47 @@ func TestWalkErrors(t *testing.T) {
 	if _, err := Walk(context.Background(), f, WalkOptions{}); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("file as source: %v", err)
 	}
-	if os.Geteuid() == 0 {
-		// Root reads everything; an unreadable directory needs a real
-		// permission failure, which the integration tests produce as an
-		// unprivileged user.
-		return
-	}
 	root := mkTree(t)
+	os.Chmod(filepath.Join(root, "empty"), 0o755)
 	os.Chmod(filepath.Join(root, "a"), 0)
 	defer os.Chmod(filepath.Join(root, "a"), 0o755)
-	s, err := Walk(context.Background(), root, WalkOptions{})
+	var s *Snapshot
+	var err error
+	// Root reads everything: the walk runs as another user for a real
+	// permission failure.
+	asOtherUser(t, root, func() { s, err = Walk(context.Background(), root, WalkOptions{}) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Stats().Errors == 0 {
-		t.Error("unreadable dir not counted")
+	if s.Stats().Errors != 1 {
+		t.Errorf("unreadable directories counted: %d, want 1", s.Stats().Errors)
 	}
+}
+
+// asOtherUser runs f with the effective uid of nobody when the test runs
+// as root (the saved uid stays 0, so root comes back after), and makes the
+// directories above root traversable for it (t.TempDir makes them 0700).
+func asOtherUser(t *testing.T, root string, f func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		f()
+		return
+	}
+	for d := root; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const nobody = 65534
+	if err := syscall.Setresuid(-1, nobody, -1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Setresuid(-1, 0, -1); err != nil {
+			panic(err) // the rest of the package would run unprivileged
+		}
+	}()
+	f()
 }
 
 func TestWalkCancel(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cachefs/cachefs/internal/ident"
+	"github.com/cachefs/cachefs/internal/sysx"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -58,14 +60,14 @@ func Walk(ctx context.Context, root string, opts WalkOptions) (*Snapshot, error)
 		opts.Progress = &Progress{}
 	}
 	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Stat(root, &st) }); err != nil {
+	if err := sysx.RetryEINTR(func() error { return unix.Stat(root, &st) }); err != nil {
 		return nil, fmt.Errorf("snapshot: source %s: %w", root, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("snapshot: source %s: %w", root, ErrSourceNotDir)
 	}
 	var rootFd int
-	err := ignoringEINTR(func() (err error) {
+	err := sysx.RetryEINTR(func() (err error) {
 		rootFd, err = unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		return err
 	})
@@ -235,7 +237,7 @@ func (w *walker) stat(t task) {
 		e.Name = name
 		e.Dir = NoDir
 		var st unix.Stat_t
-		if err := ignoringEINTR(func() error { return unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		if err := sysx.RetryEINTR(func() error { return unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 			// Vanished between readdir and stat: leave it out.
 			e.Name = ""
 			w.fail(filepath.Join(d.path, name), err)
@@ -273,7 +275,7 @@ func (w *walker) stat(t task) {
 			w.opts.Progress.Dirs.Add(1)
 			p := filepath.Join(d.path, e.Name)
 			var fd int
-			err := ignoringEINTR(func() (err error) {
+			err := sysx.RetryEINTR(func() (err error) {
 				fd, err = unix.Openat(d.fd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 				return err
 			})
@@ -308,17 +310,9 @@ func attrFromStat(st *unix.Stat_t, rootDev uint64) Attr {
 	return a
 }
 
-// MixIno is the inode number a mount shows for (dev, ino). Entries on the
-// root's device keep their number; others get one derived from both, with
-// the top bit set so it cannot collide with the root device's numbers in
-// practice. Content fetches use it to compare a file's identity.
-func MixIno(dev, ino, rootDev uint64) uint64 {
-	if dev == rootDev {
-		return ino
-	}
-	h := (dev*0x9E3779B97F4A7C15 ^ ino) * 0xBF58476D1CE4E5B9
-	return h | 1<<63
-}
+// MixIno is the inode number a mount shows for (dev, ino); see package
+// internal/ident.
+func MixIno(dev, ino, rootDev uint64) uint64 { return ident.MixIno(dev, ino, rootDev) }
 
 func readNames(fd int) ([]string, error) {
 	buf := make([]byte, 64<<10)
@@ -346,7 +340,7 @@ func readlinkat(dirfd int, name string, size int64) (string, error) {
 	for {
 		buf := make([]byte, n)
 		var got int
-		err := ignoringEINTR(func() (err error) {
+		err := sysx.RetryEINTR(func() (err error) {
 			got, err = unix.Readlinkat(dirfd, name, buf)
 			return err
 		})
@@ -357,17 +351,5 @@ func readlinkat(dirfd int, name string, size int64) (string, error) {
 			return string(buf[:got]), nil
 		}
 		n *= 2
-	}
-}
-
-// ignoringEINTR retries a system call the Go runtime's own signals
-// interrupted. On a FUSE or network source a slow call is interruptible, and
-// the runtime preempts goroutines with signals, so EINTR is routine there;
-// taking it for a failure would drop entries from the snapshot.
-func ignoringEINTR(call func() error) error {
-	for {
-		if err := call(); err != unix.EINTR {
-			return err
-		}
 	}
 }

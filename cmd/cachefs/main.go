@@ -124,6 +124,8 @@ EXIT STATUS
   11  snapshot index error: cannot be read or written, corrupt, wrong
       version, too old, or made from another source
   12  snapshot --check: the index differs from the source
+  13  push: files changed on SOURCE since the snapshot were not overwritten
+  14  push: SOURCE is read-only, or some entries could not be pushed
   130 interrupted
 `
 
@@ -145,7 +147,7 @@ they are read, and served from there afterwards.` + "\n" + exitStatusHelp,
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
-	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g), newSnapshotCommand(g))
+	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g), newSnapshotCommand(g), newPushCommand(g))
 	return cmd
 }
 

@@ -12,11 +12,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cachefs/cachefs/daemon"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
 type snapshotOptions struct {
@@ -112,15 +112,9 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 		return withCode(exitIndex, fmt.Errorf("-o %s is a directory; name the index file", out))
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(src, &st); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return withCode(exitSource, fmt.Errorf("source %s does not exist", src))
-		}
-		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return withCode(exitSource, fmt.Errorf("source %s is not a directory", src))
+	st, err := daemon.CheckSource(src)
+	if err != nil {
+		return err
 	}
 
 	start := time.Now()
@@ -129,15 +123,13 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 		return err
 	}
 	secs := time.Since(start).Seconds()
-	info, err := snapshot.WriteIndex(out, s, snapshot.IndexInfo{Source: src, Host: hostname(), WalkStart: start,
+	info, err := snapshot.WriteIndex(out, s, snapshot.IndexInfo{Source: src, Host: daemon.Hostname(), WalkStart: start,
 		WalkDuration: time.Since(start), RootDev: st.Dev})
 	if err != nil {
 		return withCode(exitIndex, fmt.Errorf("%w; no index written", err))
 	}
-	ss := s.Stats()
-	fmt.Printf("cachefs: snapshot of %s written to %s: %s entries (%s dirs, %s files, %s) walked in %.2fs, %d unreadable; index %s\n",
-		src, out, humanize.Comma(ss.Entries), humanize.Comma(ss.Dirs), humanize.Comma(ss.Files),
-		humanize.IBytes(uint64(ss.Bytes)), secs, ss.Errors, indexSummary(info))
+	fmt.Printf("cachefs: snapshot of %s written to %s: %s walked in %.2fs, %d unreadable; index %s\n",
+		src, out, entries(s.Stats()), secs, s.Stats().Errors, indexSummary(info))
 	return nil
 }
 
@@ -145,7 +137,7 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int, acls bool) (*snapshot.Snapshot, error) {
 	prog := &snapshot.Progress{}
 	term := newTermReporter()
-	stopProgress := showProgress(prog, term.progress)
+	stopProgress := prog.Watch(200*time.Millisecond, term.Progress)
 	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log, ACLs: acls})
 	stopProgress()
 	term.clear()
@@ -173,11 +165,11 @@ func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args 
 			return usageError(err)
 		}
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(src, &st); err != nil {
-		return withCode(exitSource, fmt.Errorf("source %s: %w", src, err))
+	st, err := daemon.CheckSource(src)
+	if err != nil {
+		return err
 	}
-	if st.Ino != info.RootIno {
+	if !info.SameRoot(&st) {
 		return withCode(exitIndex, fmt.Errorf("snapshot index %s was made from %s (root inode %d), but %s has root inode %d: another directory",
 			idx, info.Source, info.RootIno, src, st.Ino))
 	}
@@ -191,9 +183,20 @@ func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args 
 	d := snapshot.Diff(old, cur, o.show)
 	age := info.Age(time.Now())
 	fmt.Printf("cachefs: index %s (walked %s ago on %s, %s entries, %d unreadable) vs %s now (%s entries walked in %.2fs, %d unreadable): %s added, %s removed, %s changed\n",
-		idx, roundAge(age), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
+		idx, daemon.RoundAge(age), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
 		src, humanize.Comma(cur.Stats().Entries), secs, cur.Stats().Errors,
 		humanize.Comma(d.Added), humanize.Comma(d.Removed), humanize.Comma(d.Changed))
+	printDiff(d)
+	if d.Same() {
+		return nil
+	}
+	return withCode(exitDiffers, fmt.Errorf("index %s differs from %s (%d added, %d removed, %d changed); rebuild with 'cachefs snapshot %s -o %s'",
+		idx, src, d.Added, d.Removed, d.Changed, src, idx))
+}
+
+// printDiff lists the differences --show lets through, and how many more
+// there are of each kind.
+func printDiff(d snapshot.DiffResult) {
 	list := func(kind string, es []snapshot.DiffEntry) int64 {
 		var n int64
 		for _, e := range es {
@@ -217,11 +220,6 @@ func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args 
 	more("added", list("added", d.AddedPaths), d.Added)
 	more("removed", list("removed", d.RemovedPaths), d.Removed)
 	more("changed", list("changed", d.ChangedPaths), d.Changed)
-	if d.Same() {
-		return nil
-	}
-	return withCode(exitDiffers, fmt.Errorf("index %s differs from %s (%d added, %d removed, %d changed); rebuild with 'cachefs snapshot %s -o %s'",
-		idx, src, d.Added, d.Removed, d.Changed, src, idx))
 }
 
 func orUnknown(s string) string {

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/cachefs/cachefs/cachedir"
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 )
@@ -45,44 +46,36 @@ passthrough and uptime, as a table or, with --json, for scripts.` + "\n" + exitS
 }
 
 // liveRecord returns the runtime record of a mounted, running cachefs at mnt.
-func liveRecord(mnt string) (*record, error) {
-	me, mounted, err := findMount(mnt)
+func liveRecord(mnt string) (*control.Record, error) {
+	me, mounted, err := mounttable.Find(mnt)
 	if err != nil {
 		return nil, withCode(exitInternal, err)
 	}
-	if !mounted || me.FSType != fsType {
+	if !mounted || (me.FSType != mounttable.FSType && !isWritableView(me)) {
 		return nil, withCode(exitNotMounted, fmt.Errorf("%s is not a cachefs mount", mnt))
 	}
 	rec, err := readRecord(mnt)
-	if err != nil || rec.Mountpoint != mnt || rec.Exited || !processAlive(rec.Pid) {
+	if err != nil || rec.Mountpoint != mnt || rec.Exited || !mounttable.ProcessAlive(rec.Pid) {
 		return nil, withCode(exitNotMounted, fmt.Errorf("%s: no running daemon of this user serves it (see 'cachefs unmount %s')", mnt, mnt))
 	}
 	return rec, nil
 }
 
-func fetchStatus(ctx context.Context, rec *record) (*statusReply, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, _ := newRequest(ctx, "GET", "/status", nil)
-	resp, err := dialControl(rec.CacheDir).Do(req)
+func fetchStatus(ctx context.Context, rec *control.Record) (*control.StatusReply, error) {
+	r, err := control.Dial(cachedir.Layout(rec.CacheDir).Socket()).Status(ctx)
 	if err != nil {
-		return nil, withCode(exitMountFailed, fmt.Errorf("%s: the daemon does not answer: %w", rec.Mountpoint, err))
+		return nil, fmt.Errorf("%s: %w", rec.Mountpoint, err)
 	}
-	defer resp.Body.Close()
-	var r statusReply
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return nil, withCode(exitInternal, fmt.Errorf("%s: bad status reply: %w", rec.Mountpoint, err))
-	}
-	return &r, nil
+	return r, nil
 }
 
 func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []string) error {
 	if _, err := g.logger(os.Stderr); err != nil {
 		return err
 	}
-	var recs []*record
+	var recs []*control.Record
 	if len(args) == 1 {
-		mnt, err := resolvePath(args[0])
+		mnt, err := mounttable.Resolve(args[0])
 		if err != nil {
 			return usageError(err)
 		}
@@ -92,13 +85,13 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 		}
 		recs = append(recs, rec)
 	} else {
-		var files []string
-		if dir, err := findRuntimeDir(); err == nil {
-			files, _ = filepath.Glob(filepath.Join(dir, "*.json"))
+		files, err := runtimeDir().List()
+		if err != nil {
+			files = nil // no records of this user's, or none to trust
 		}
 		for _, f := range files {
-			r, err := readRecordFile(f)
-			if err != nil {
+			r, err := control.ReadRecordFile(f)
+			if warnForeign(err) != nil {
 				continue
 			}
 			if rec, err := liveRecord(r.Mountpoint); err == nil {
@@ -106,7 +99,7 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 			}
 		}
 	}
-	var replies []*statusReply
+	var replies []*control.StatusReply
 	for _, rec := range recs {
 		r, err := fetchStatus(ctx, rec)
 		if err != nil {
@@ -121,7 +114,7 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 			return enc.Encode(replies[0])
 		}
 		if replies == nil {
-			replies = []*statusReply{}
+			replies = []*control.StatusReply{}
 		}
 		return enc.Encode(replies)
 	}
@@ -138,7 +131,7 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 	return nil
 }
 
-func printStatus(r *statusReply) {
+func printStatus(r *control.StatusReply) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	c := r.Cache
 	s := r.Snapshot
@@ -176,20 +169,8 @@ func printStatus(r *statusReply) {
 	if r.OpenMode != "" {
 		fmt.Fprintf(tw, "opens\t%s\n", r.OpenMode)
 	}
-	tw.Flush()
-}
-
-// figuresLine is the one-line account unmount prints and the log keeps.
-func figuresLine(r *statusReply) string {
-	c := r.Cache
-	var b strings.Builder
-	fmt.Fprintf(&b, "served %s in %s opens from %s entries over %s, %d errors; %s from the source, %s from the cache, %s passthrough opens; cache %s of %s, %d evictions",
-		humanize.IBytes(uint64(r.BytesServed)), humanize.Comma(r.Opens), humanize.Comma(r.Snapshot.Entries),
-		time.Duration(r.UptimeSeconds*1e9).Round(time.Second), r.Errors,
-		humanize.IBytes(uint64(c.BytesFromSource)), humanize.IBytes(uint64(c.BytesFromCache)),
-		humanize.Comma(c.PassthroughOffered), humanize.IBytes(uint64(c.Usage)), humanize.IBytes(uint64(c.Budget)), c.Evictions)
-	if p := r.Prefetch; p != nil {
-		fmt.Fprintf(&b, "; prefetched %s files (%s), %d in flight (at most %d)", humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)), p.InFlight, p.MaxInFlight)
+	if w := r.Writable; w != nil {
+		fmt.Fprintf(tw, "writable\t%s changed files (%s) not pushed yet, in %s\n", humanize.Comma(w.Files), humanize.IBytes(uint64(w.Bytes)), w.Upper)
 	}
-	return b.String()
+	tw.Flush()
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -14,12 +16,18 @@ import (
 type unmountOptions struct {
 	lazy    bool
 	timeout time.Duration
+	push    bool
+	keep    bool
+	pushOpt pushOptions
 }
 
 func (o *unmountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&o.lazy, "lazy", false, "detach now even if files are open or the daemon is stuck; the daemon exits when the last file closes")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "the most the whole unmount takes, the wait for the daemon to exit included")
+	f.BoolVar(&o.push, "push", false, "writable mounts: push the changes to SOURCE first (see 'cachefs push'); with conflicts (exit 13) the changes are kept as with --keep; if the push fails otherwise nothing is unmounted")
+	f.BoolVar(&o.keep, "keep", false, "writable mounts: keep the changes for a later mount over the same cache directory instead of discarding them")
+	o.pushOpt.AddFlags(f)
 }
 
 func newUnmountCommand(g *globalOptions) *cobra.Command {
@@ -51,24 +59,24 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	// wait for the daemon.
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	mnt, err := resolvePath(args[0])
+	mnt, err := mounttable.Resolve(args[0])
 	if err != nil {
 		return usageError(err)
 	}
 	rec, _ := readRecord(mnt)
 	// A record whose daemon is gone says nothing of what is mounted now;
 	// the kernel tells whether it is that daemon's dead mount.
-	if rec != nil && (rec.Mountpoint != mnt || !processAlive(rec.Pid)) {
+	if rec != nil && (rec.Mountpoint != mnt || !mounttable.ProcessAlive(rec.Pid)) {
 		rec = nil
 	}
-	me, mounted, err := findMount(mnt)
+	me, err := mountedHere(mnt)
 	if err != nil {
-		return withCode(exitInternal, err)
+		return err
 	}
-	if !mounted {
-		return withCode(exitNotMounted, fmt.Errorf("%s is not mounted", mnt))
+	if isWritableView(me) {
+		return unmountView(ctx, g, o, mnt, rec)
 	}
-	if me.FSType != fsType {
+	if me.FSType != mounttable.FSType {
 		return withCode(exitNotMounted, fmt.Errorf("%s is a %s mount, not a cachefs one", mnt, me.FSType))
 	}
 	silent := false
@@ -79,33 +87,24 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 		// No daemon of ours on record: ask the kernel whether one is
 		// there. A probe that gets no answer keeps a reference to the
 		// mount until this process exits, which makes the mount busy.
-		switch probeMount(mnt, min(probeTimeout, o.timeout)) {
-		case mountDead:
+		switch mounttable.Probe(mnt, min(mounttable.ProbeTimeout, o.timeout)) {
+		case mounttable.Dead:
 			return cleanDead(ctx, mnt)
-		case mountSilent:
+		case mounttable.Silent:
 			silent = true
 		}
-	case isStopped(rec.Pid):
+	case mounttable.IsStopped(rec.Pid):
 		// Unmounting asks nothing of the daemon; the wait below says
 		// that it cannot exit while stopped.
-		log.Warn().Str("mountpoint", mnt).Msg(whyNoAnswer(rec.Pid) + "; unmounting without it")
+		log.Warn().Str("mountpoint", mnt).Msg(mounttable.WhyNoAnswer(rec.Pid) + "; unmounting without it")
 	}
-	if err := detachCtx(ctx, mnt, o.lazy); err != nil {
-		if errors.Is(err, unix.EBUSY) && silent {
-			return withCode(exitBusy, fmt.Errorf("%s does not answer; 'cachefs unmount --lazy %s' detaches it", mnt, mnt))
-		}
-		if errors.Is(err, unix.EBUSY) {
-			return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
-		}
-		if ctx.Err() != nil {
-			return withCode(exitTimeout, fmt.Errorf("unmounting %s took longer than %s: %w", mnt, o.timeout, err))
-		}
-		return withCode(exitInternal, err)
+	if err := detachError(ctx, mnt, o, silent, mounttable.DetachCtx(ctx, mnt, o.lazy)); err != nil {
+		return err
 	}
 	switch {
 	case rec == nil:
-		if r, err := readRecord(mnt); err == nil && !processAlive(r.Pid) {
-			_ = os.Remove(recordPath(mnt))
+		if r, err := readRecord(mnt); err == nil && !mounttable.ProcessAlive(r.Pid) {
+			removeRecord(mnt)
 		}
 		log.Warn().Str("mountpoint", mnt).Msg("no runtime record of this mount's daemon; not waiting for it")
 		fmt.Printf("cachefs: unmounted %s\n", mnt)
@@ -117,29 +116,57 @@ func runUnmount(ctx context.Context, g *globalOptions, o *unmountOptions, args [
 	return waitDaemon(ctx, mnt, rec, o.timeout)
 }
 
+// mountedHere returns the mount at mnt, or why there is none.
+func mountedHere(mnt string) (mounttable.Entry, error) {
+	me, mounted, err := mounttable.Find(mnt)
+	if err != nil {
+		return me, withCode(exitInternal, err)
+	}
+	if !mounted {
+		return me, withCode(exitNotMounted, fmt.Errorf("%s is not mounted", mnt))
+	}
+	return me, nil
+}
+
+// detachError says why detaching failed, if it did; silent: the daemon
+// did not answer a probe.
+func detachError(ctx context.Context, mnt string, o *unmountOptions, silent bool, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EBUSY) && silent:
+		return withCode(exitBusy, fmt.Errorf("%s does not answer; 'cachefs unmount --lazy %s' detaches it", mnt, mnt))
+	case errors.Is(err, unix.EBUSY):
+		return withCode(exitBusy, fmt.Errorf("%s is busy: processes have files open or a working directory on it (see 'fuser -vm %s'); close them, or use --lazy", mnt, mnt))
+	case ctx.Err() != nil:
+		return withCode(exitTimeout, fmt.Errorf("unmounting %s took longer than %s: %w", mnt, o.timeout, err))
+	}
+	return withCode(exitInternal, err)
+}
+
 // cleanDead removes the mount of a daemon that died and its record.
 func cleanDead(ctx context.Context, mnt string) error {
-	if err := detachCtx(ctx, mnt, true); err != nil {
+	if err := mounttable.DetachCtx(ctx, mnt, true); err != nil {
 		return withCode(exitInternal, fmt.Errorf("cleaning the dead mount at %s: %w", mnt, err))
 	}
-	_ = os.Remove(recordPath(mnt))
+	removeRecord(mnt)
 	fmt.Printf("cachefs: cleaned %s: its daemon had died\n", mnt)
 	return nil
 }
 
 // lazyFate says when a lazily detached daemon will exit.
 func lazyFate(pid int) string {
-	if isStopped(pid) {
+	if mounttable.IsStopped(pid) {
 		return fmt.Sprintf("daemon %d is stopped and exits once continued (SIGCONT) and the last open file closes", pid)
 	}
 	return fmt.Sprintf("daemon %d exits when the last open file closes", pid)
 }
 
 // waitDaemon waits for an unmounted daemon to exit and prints its figures.
-func waitDaemon(ctx context.Context, mnt string, rec *record, timeout time.Duration) error {
+func waitDaemon(ctx context.Context, mnt string, rec *control.Record, timeout time.Duration) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for processAlive(rec.Pid) {
+	for mounttable.ProcessAlive(rec.Pid) {
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -150,18 +177,18 @@ func waitDaemon(ctx context.Context, mnt string, rec *record, timeout time.Durat
 		}
 	}
 	final, _ := readRecord(mnt)
-	_ = os.Remove(recordPath(mnt))
+	removeRecord(mnt)
 	if final == nil || final.Final == nil {
 		fmt.Printf("cachefs: unmounted %s (the daemon left no figures; see %s)\n", mnt, rec.LogFile)
 		return nil
 	}
-	fmt.Printf("cachefs: unmounted %s: %s\n", mnt, figuresLine(final.Final))
+	fmt.Printf("cachefs: unmounted %s: %s\n", mnt, final.Final.Figures())
 	return nil
 }
 
 // stillThere describes a daemon that outlived the wait for it.
 func stillThere(pid int) string {
-	if isStopped(pid) {
+	if mounttable.IsStopped(pid) {
 		return fmt.Sprintf("daemon %d is stopped; it exits once continued (SIGCONT)", pid)
 	}
 	return fmt.Sprintf("daemon %d is still running", pid)

@@ -1,18 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cachefs/cachefs/cachedir"
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
+	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -52,18 +52,6 @@ A PATH that leaves the mount, is missing, or goes through a symbolic link
 	return cmd
 }
 
-func newRequest(ctx context.Context, method, path string, body any) (*http.Request, error) {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		r = bytes.NewReader(b)
-	}
-	return http.NewRequestWithContext(ctx, method, "http://cachefs"+path, r)
-}
-
 // relPaths turns PATH arguments into paths relative to the mount root. An
 // absolute PATH, or a relative one that lands in the mount from the working
 // directory, names what it names; any other relative PATH is taken from the
@@ -73,13 +61,13 @@ func relPaths(mnt string, args []string) ([]string, error) {
 	var out []string
 	for _, p := range args {
 		for _, part := range strings.Split(p, "/") {
-			if len(part) > maxNameLen {
-				return nil, fmt.Errorf("%s %w", p, errLongName)
+			if len(part) > snapshot.MaxNameLen {
+				return nil, fmt.Errorf("%s %w", p, snapshot.ErrLongName)
 			}
 		}
 		abs, err := filepath.Abs(p)
 		switch {
-		case err == nil && within(abs, mnt):
+		case err == nil && mounttable.Within(abs, mnt):
 			out = append(out, strings.TrimPrefix(strings.TrimPrefix(abs, mnt), "/"))
 		case filepath.IsAbs(p):
 			return nil, fmt.Errorf("%s is not inside the mount %s", p, mnt)
@@ -106,33 +94,50 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 	if err != nil {
 		return err
 	}
-	req, err := newRequest(ctx, "POST", "/warm", warmRequest{Paths: paths, Workers: o.workers})
-	if err != nil {
-		return withCode(exitInternal, err)
-	}
 	start := time.Now()
-	resp, err := dialControl(rec.CacheDir).Do(req)
+	stream, err := control.Dial(cachedir.Layout(rec.CacheDir).Socket()).Warm(ctx, control.WarmRequest{Paths: paths, Workers: o.workers})
 	if err != nil {
 		if ctx.Err() != nil {
 			return withCode(exitInterrupted, errors.New("warm interrupted"))
 		}
-		return withCode(exitMountFailed, fmt.Errorf("%s: the daemon does not answer: %w", mnt, err))
+		return fmt.Errorf("%s: %w", mnt, err)
 	}
-	defer resp.Body.Close()
+	defer stream.Close()
+	last, err := follow(ctx, mnt, stream)
+	if err != nil {
+		return err
+	}
+	if last.PathError != "" {
+		return usageError(errors.New(last.PathError))
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Printf("cachefs: warmed %s: %s of %s files cached (%s), %s fetched from the source in %.1fs\n",
+		mnt, humanize.Comma(last.FilesCached), humanize.Comma(last.FilesTotal), humanize.IBytes(uint64(last.BytesTotal)),
+		humanize.IBytes(uint64(last.Fetched)), secs)
+	if last.Error != "" {
+		return withCode(exitCacheDir, errors.New(last.Error))
+	}
+	if last.FilesCached != last.FilesTotal {
+		return withCode(exitCacheDir, fmt.Errorf("%d files are not fully cached (cache budget or cache disk; see the log)", last.FilesTotal-last.FilesCached))
+	}
+	return nil
+}
 
+// follow shows a warm's progress, with a bar on a terminal, and returns
+// its last message.
+func follow(ctx context.Context, mnt string, stream *control.WarmStream) (control.WarmMsg, error) {
 	var bar *progressbar.ProgressBar
-	dec := json.NewDecoder(resp.Body)
-	var last warmMsg
+	var last control.WarmMsg
 	for {
-		var m warmMsg
-		if err := dec.Decode(&m); err != nil {
+		m, err := stream.Next()
+		if err != nil {
 			if bar != nil {
 				bar.Exit()
 			}
 			if ctx.Err() != nil {
-				return withCode(exitInterrupted, fmt.Errorf("warm interrupted after %s of %s", humanize.IBytes(uint64(last.BytesDone)), humanize.IBytes(uint64(last.BytesTotal))))
+				return last, withCode(exitInterrupted, fmt.Errorf("warm interrupted after %s of %s", humanize.IBytes(uint64(last.BytesDone)), humanize.IBytes(uint64(last.BytesTotal))))
 			}
-			return withCode(exitMountFailed, fmt.Errorf("%s: the daemon stopped answering: %v", mnt, err))
+			return last, withCode(exitMountFailed, fmt.Errorf("%s: the daemon stopped answering: %v", mnt, err))
 		}
 		last = m
 		if bar == nil && !m.Done && isatty.IsTerminal(os.Stderr.Fd()) {
@@ -150,20 +155,7 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 		}
 	}
 	if bar != nil {
-		bar.Finish()
+		_ = bar.Finish() // a terminal that went away loses only the bar
 	}
-	if last.PathError != "" {
-		return usageError(errors.New(last.PathError))
-	}
-	secs := time.Since(start).Seconds()
-	fmt.Printf("cachefs: warmed %s: %s of %s files cached (%s), %s fetched from the source in %.1fs\n",
-		mnt, humanize.Comma(last.FilesCached), humanize.Comma(last.FilesTotal), humanize.IBytes(uint64(last.BytesTotal)),
-		humanize.IBytes(uint64(last.Fetched)), secs)
-	if last.Error != "" {
-		return withCode(exitCacheDir, errors.New(last.Error))
-	}
-	if last.FilesCached != last.FilesTotal {
-		return withCode(exitCacheDir, fmt.Errorf("%d files are not fully cached (cache budget or cache disk; see the log)", last.FilesTotal-last.FilesCached))
-	}
-	return nil
+	return last, nil
 }

@@ -62,7 +62,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachefs/cachefs/integration/proc"
+	"github.com/cachefs/cachefs/mounttable"
 
 	"github.com/cachefs/cachefs/integration/slowfs"
 	"golang.org/x/sys/unix"
@@ -430,12 +430,12 @@ func sourceVersion(ctx context.Context) string {
 // sweep proves nothing is left mounted under the run directory, detaching
 // whatever is, and only then removes the directory.
 func (b *bench) sweep() error {
-	left := proc.MountPoints(b.run)
+	left := mounttable.MountPoints(b.run)
 	sort.Sort(sort.Reverse(sort.StringSlice(left))) // nested mounts first
 	for _, m := range left {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
-	if still := proc.MountPoints(b.run); len(still) > 0 {
+	if still := mounttable.MountPoints(b.run); len(still) > 0 {
 		return fmt.Errorf("still mounted: %v; keeping %s", still, b.run)
 	}
 	if err := os.RemoveAll(b.run); err != nil {

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachefs/cachefs/integration/proc"
+	"github.com/cachefs/cachefs/mounttable"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,16 +27,18 @@ var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch
 // cachefsVariants are the cachefs setups and the flags that make each,
 // so every policy's gain is measured side by side in one run.
 var cachefsVariants = map[string][]string{
-	"cachefs": nil,
+	// On open and on listing: opt-in, the default is dir.
+	"cachefs": {"--prefetch", "dir,list"},
 	// The block cache alone.
 	"cachefs-noprefetch": {"--prefetch", "off"},
 	// The prefetcher as it was: 16 in flight, started on open only.
 	"cachefs-fixed16": {"--prefetch-workers", "16", "--prefetch", "dir"},
-	// The adaptive prefetcher started on open only: what listing adds.
-	"cachefs-nolist": {"--prefetch", "dir"},
+	// The defaults: the adaptive prefetcher started on open only, to
+	// show what listing adds.
+	"cachefs-nolist": nil,
 	// The whole tree staged in the background from the moment the mount
 	// serves.
-	"cachefs-warm": {"--warm", "."},
+	"cachefs-warm": {"--prefetch", "dir,list", "--warm", "."},
 }
 
 // tools each setup runs; a missing one skips the setup rather than failing
@@ -101,7 +103,7 @@ func waitExit(pid int, exited <-chan struct{}, d time.Duration) bool {
 				return true
 			default:
 			}
-		} else if !proc.Alive(pid) {
+		} else if !mounttable.ProcessAlive(pid) {
 			return true
 		}
 		select {
@@ -157,7 +159,7 @@ func (b *bench) scratch(setup, what string, cl *cleanups) string {
 	d := filepath.Join(b.run, setup+"-"+what)
 	os.MkdirAll(d, 0o755)
 	cl.push(func() error {
-		if m := proc.MountPoints(d); len(m) > 0 {
+		if m := mounttable.MountPoints(d); len(m) > 0 {
 			return fmt.Errorf("not removing %s: %v still mounted", d, m)
 		}
 		return os.RemoveAll(d)
@@ -222,7 +224,7 @@ func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, e
 	go func() { cmd.Wait(); close(exited) }()
 	cl.push(func() error {
 		var err error
-		if proc.IsMounted(mnt) {
+		if mounttable.IsMounted(mnt) {
 			if err = run(exec.Command("fusermount3", "-u", mnt)); err != nil {
 				err = errors.Join(err, unix.Unmount(mnt, unix.MNT_DETACH))
 			}
@@ -230,7 +232,7 @@ func (b *bench) rclone(ctx context.Context, src string, cl *cleanups) (string, e
 		stop(cmd.Process.Pid, exited)
 		return err
 	})
-	for !proc.IsMounted(mnt) {
+	for !mounttable.IsMounted(mnt) {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logPath)
@@ -255,7 +257,7 @@ func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanup
 	pid := 0
 	cl.push(func() error {
 		var err error
-		if proc.IsMounted(mnt) {
+		if mounttable.IsMounted(mnt) {
 			cmd := b.cachefsCmd(context.Background(), "unmount", mnt)
 			var out bytes.Buffer
 			cmd.Stdout = &out

@@ -78,6 +78,10 @@ type Counts struct {
 	Reads uint64
 	// BytesRead is the number of bytes returned by READ requests.
 	BytesRead uint64
+	// Charged is the time the fixture imposed: every latency it applied
+	// plus every byte's share of Bandwidth. Tests check it rather than
+	// time requests, which a loaded machine stretches.
+	Charged time.Duration
 }
 
 type op int
@@ -184,6 +188,7 @@ type FS struct {
 
 	ops       [numOps]atomic.Uint64
 	bytesRead atomic.Uint64
+	charged   atomic.Int64
 
 	bwMu     sync.Mutex
 	nextFree time.Time // when the shared link is next idle
@@ -290,6 +295,7 @@ func (f *FS) Counts() Counts {
 	c.Opens = c.Ops["open"]
 	c.Reads = c.Ops["read"]
 	c.BytesRead = f.bytesRead.Load()
+	c.Charged = time.Duration(f.charged.Load())
 	return c
 }
 
@@ -300,6 +306,7 @@ func (f *FS) Reset() {
 		f.ops[i].Store(0)
 	}
 	f.bytesRead.Store(0)
+	f.charged.Store(0)
 }
 
 // Unmount unmounts the filesystem and waits for the server to exit. It is
@@ -362,10 +369,16 @@ func delay(cancel <-chan struct{}, d time.Duration) bool {
 	}
 }
 
+// latency charges d and waits for it.
+func (f *FS) latency(cancel <-chan struct{}, d time.Duration) bool {
+	f.charged.Add(int64(d))
+	return delay(cancel, d)
+}
+
 // meta counts a metadata request and applies MetaLatency.
 func (f *FS) meta(cancel <-chan struct{}, o op) bool {
 	f.count(o)
-	return delay(cancel, f.opts.MetaLatency)
+	return f.latency(cancel, f.opts.MetaLatency)
 }
 
 // throttle charges n bytes to the shared link. Reservations are serialized
@@ -377,6 +390,7 @@ func (f *FS) throttle(cancel <-chan struct{}, n int) bool {
 		return true
 	}
 	cost := time.Duration(int64(n) * int64(time.Second) / f.opts.Bandwidth)
+	f.charged.Add(int64(cost))
 	f.bwMu.Lock()
 	now := time.Now()
 	if f.nextFree.Before(now) {
@@ -480,7 +494,7 @@ func (r *rawFS) StatFs(cancel <-chan struct{}, header *fuse.InHeader, out *fuse.
 
 func (r *rawFS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	r.f.count(opOpen)
-	if !delay(cancel, r.f.opts.OpenLatency) {
+	if !r.f.latency(cancel, r.f.opts.OpenLatency) {
 		return fuse.EINTR
 	}
 	return r.RawFileSystem.Open(cancel, input, out)
@@ -488,7 +502,7 @@ func (r *rawFS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenO
 
 func (r *rawFS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	r.f.count(opRead)
-	if !delay(cancel, r.f.opts.ReadLatency) {
+	if !r.f.latency(cancel, r.f.opts.ReadLatency) {
 		return nil, fuse.EINTR
 	}
 	res, st := r.RawFileSystem.Read(cancel, input, buf)

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/mounttable"
+	"github.com/cachefs/cachefs/overlay"
+	"github.com/cachefs/cachefs/push"
+	"github.com/cachefs/cachefs/snapshot"
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+type pushOptions struct {
+	force   bool
+	delete  bool
+	dryRun  bool
+	json    bool
+	exclude []string
+}
+
+// AddFlags adds the flags push and unmount --push share.
+func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
+	f.BoolVar(&o.force, "force", false, "overwrite files that changed on SOURCE since the snapshot")
+	f.BoolVar(&o.delete, "delete", false, "also remove from SOURCE the files deleted through the mount (if unchanged on SOURCE)")
+	f.StringArrayVar(&o.exclude, "exclude", nil, "do not push names or relative paths matching this pattern (repeatable; *.lock is always excluded; a trailing / names a directory)")
+}
+
+func newPushCommand(g *globalOptions) *cobra.Command {
+	o := &pushOptions{}
+	cmd := &cobra.Command{
+		Use:   "push MOUNTPOINT",
+		Short: "Copy the changes made through a writable mount to SOURCE",
+		Long: `Copy the new and changed files, new directories and symlinks of a
+--writable mount to SOURCE. Each file is written to a temporary name in its
+target directory, synced and renamed over the target, so readers of SOURCE
+see the old file or the new one and a killed push leaves no partial file.
+
+A file that changed on SOURCE since the mount's snapshot is not overwritten
+unless --force: it is reported as a conflict and the exit status is 13.
+Pushes into one directory take turns (flock), so of two jobs pushing the
+same new file one complete version wins and the other reports a conflict.
+Lock files (*.lock) are never pushed; deletions only with --delete.` + "\n" + exitStatusHelp,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPush(cmd.Context(), g, o, args)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	cmd.Flags().BoolVarP(&o.dryRun, "dry-run", "n", false, "list what would be pushed; write nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []string) error {
+	if _, err := g.logger(os.Stderr); err != nil {
+		return err
+	}
+	mnt, err := mounttable.Resolve(args[0])
+	if err != nil {
+		return usageError(err)
+	}
+	rec, _ := readRecord(mnt)
+	if rec == nil || rec.Mountpoint != mnt {
+		return withCode(exitNotMounted, fmt.Errorf("%s: no record of a cachefs mount here", mnt))
+	}
+	return pushRecord(ctx, g, o, rec)
+}
+
+// pushRecord pushes the writable view a mount record describes, prints
+// the outcome, and maps it to an exit status.
+func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *control.Record) error {
+	if rec.Writable == nil {
+		return usageError(fmt.Errorf("%s is a read-only mount: nothing to push (mount with --writable)", rec.Mountpoint))
+	}
+	log, err := g.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	l := overlay.LayoutOf(rec.Writable.Dir)
+	base, _, err := snapshot.ReadIndex(l.Base)
+	if err != nil {
+		return withCode(exitPush, fmt.Errorf("push: the base snapshot %s: %w", l.Base, err))
+	}
+	term := newTermReporter()
+	res, err := push.Run(ctx, push.Options{Source: rec.Source, Upper: l.Upper, Base: base,
+		Force: o.force, Delete: o.delete, DryRun: o.dryRun, Exclude: o.exclude,
+		Logger:   log.With().Str("component", "push").Logger(),
+		Progress: func(r push.Result) { term.pushProgress(r) }})
+	term.clear()
+	printPush(o, rec, res)
+	switch {
+	case ctx.Err() != nil:
+		return withCode(exitInterrupted, errors.New("push interrupted; SOURCE holds only complete files"))
+	case errors.Is(err, push.ErrReadOnly):
+		return withCode(exitPush, fmt.Errorf("%s: %w", rec.Source, err))
+	case err != nil:
+		return withCode(exitPush, err)
+	case res.Failed > 0:
+		return withCode(exitPush, fmt.Errorf("push: %d entries could not be pushed (see the log lines above)", res.Failed))
+	case res.Conflicts > 0:
+		return withCode(exitConflict, fmt.Errorf("push: %d files changed on %s since the snapshot and were not overwritten (--force overwrites them)", res.Conflicts, rec.Source))
+	}
+	return nil
+}
+
+func (t *termReporter) pushProgress(r push.Result) {
+	if !t.tty {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "\r\033[Kpushing: %d files (%s), %d dirs, %d conflicts", r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Conflicts)
+	t.drawn = true
+}
+
+func printPush(o *pushOptions, rec *control.Record, r *push.Result) {
+	if o.json {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Println(string(b))
+		return
+	}
+	verb := "pushed"
+	if r.DryRun {
+		verb = "would push"
+		for _, e := range r.Entries {
+			fmt.Printf("%s\t%s\n", e.Action, e.Path)
+		}
+	} else {
+		for _, e := range r.Entries {
+			if e.Action == push.Conflict || e.Action == push.Failed {
+				fmt.Printf("%s\t%s\t%s\n", e.Action, e.Path, e.Error)
+			}
+		}
+	}
+	fmt.Printf("cachefs: %s %d files (%s), %d dirs, %d symlinks, %d deletions to %s; %d unchanged, %d excluded, %d conflicts, %d deletions not pushed, %d failed\n",
+		verb, r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Symlinks, r.Deleted, rec.Source,
+		r.Unchanged, r.Excluded, r.Conflicts, r.NotPushed, r.Failed)
+}

@@ -1,0 +1,368 @@
+package integration
+
+// What README.md, docs/operations.md and `cachefs --help` promise, each
+// checked through the mountpoint and the command line as a user sees it.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachefs/cachefs/integration/slowfs"
+	"golang.org/x/sys/unix"
+)
+
+func TestHelpListsEveryExitStatus(t *testing.T) {
+	e := newEnv(t)
+	r := e.run("--help")
+	if r.code != 0 {
+		t.Fatalf("--help: exit %d: %s", r.code, r.stderr)
+	}
+	_, section, ok := strings.Cut(r.stdout, "EXIT STATUS\n")
+	if !ok {
+		t.Fatalf("--help has no EXIT STATUS section:\n%s", r.stdout)
+	}
+	for _, code := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130} {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^  %d +\S`, code)).MatchString(section) {
+			t.Errorf("EXIT STATUS does not list %d:\n%s", code, section)
+		}
+	}
+}
+
+// TestForegroundServesUntilSignalled: --foreground serves from the
+// command itself, and SIGTERM to it unmounts and exits 0.
+func TestForegroundServesUntilSignalled(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	args := []string{"mount", src, mnt, "--foreground"}
+	e.forgetMountsOf(args)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := e.command(ctx, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, "the foreground mount to serve", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("--foreground exited before serving: %v\n%s", err, errb.String())
+		default:
+		}
+		return isMounted(mnt)
+	})
+	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(b) != "contents" {
+		t.Fatalf("read through the foreground mount: %q %v\n%s", b, err, errb.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := exitCodeOf(t, <-exited); code != 0 || isMounted(mnt) {
+		t.Errorf("--foreground after SIGTERM: exit %d, mounted %v\n%s", code, isMounted(mnt), errb.String())
+	}
+}
+
+// statusKeys lists every key of a status --json object, nested ones as
+// "outer.inner".
+func statusKeys(m map[string]any, prefix string, out *[]string) {
+	for k, v := range m {
+		*out = append(*out, prefix+k)
+		if mm, ok := v.(map[string]any); ok {
+			statusKeys(mm, prefix+k+".", out)
+		}
+	}
+}
+
+// TestStatusJSONKeys: status --json is read by scripts: its key set is an
+// interface, changed on purpose or not at all.
+func TestStatusJSONKeys(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(src, mnt)
+	var got []string
+	statusKeys(statusOf(t, e, mnt), "", &got)
+	sort.Strings(got)
+	want := strings.Fields(`bytes_served cache cache.budget cache.bytes_from_cache cache.bytes_from_source
+		cache.corrupt_blocks cache.evictions cache.hits cache.misses cache.passthrough_opens cache.uncached_bytes
+		cache.usage cache.verified_blocks cache_dir errors log_file mountpoint open_mode opens passthrough pid
+		prefetch prefetch.bytes prefetch.done prefetch.in_flight_limit prefetch.max_in_flight prefetch.queued prefetch.running prefetch.stopped snapshot
+		snapshot.bytes snapshot.dirs snapshot.entries snapshot.files snapshot.other snapshot.symlinks
+		snapshot.unreadable source uptime_seconds`)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("status --json keys:\n got %v\nwant %v", got, want)
+	}
+	e.unmount(mnt)
+}
+
+// TestModesOfWhatCachefsWrites: the cache directory 0700, the control
+// socket 0600, a saved index 0644 less the umask.
+func TestModesOfWhatCachefsWrites(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	idx := filepath.Join(e.tmp, "saved.index")
+	umask := syscall.Umask(0)
+	syscall.Umask(umask)
+	e.mount(src, mnt, "--cache-dir", cache, "--save-index", idx)
+	for _, c := range []struct {
+		path string
+		want os.FileMode
+	}{
+		{cache, 0o700},
+		{filepath.Join(cache, "control.sock"), 0o600},
+		{idx, 0o644 &^ os.FileMode(umask)},
+	} {
+		fi, err := os.Lstat(c.path)
+		if err != nil {
+			t.Errorf("%s: %v", c.path, err)
+			continue
+		}
+		if fi.Mode().Perm() != c.want {
+			t.Errorf("%s has mode %o, want %o", c.path, fi.Mode().Perm(), c.want)
+		}
+	}
+	e.unmount(mnt)
+}
+
+// TestRemountAfterSourceChanged: a file rewritten on the source between
+// two mounts of the same cache directory is served as it is now, never
+// from the blocks cached of its old version.
+func TestRemountAfterSourceChanged(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.tmp, "src")
+	os.Mkdir(src, 0o755)
+	old := bytes.Repeat([]byte("old!"), 1<<18)
+	os.WriteFile(filepath.Join(src, "rec"), old, 0o644)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	e.mount(src, mnt, "--cache-dir", cache)
+	if !bytes.Equal(readAll(t, filepath.Join(mnt, "rec")), old) {
+		t.Fatal("first mount: bytes differ")
+	}
+	e.unmount(mnt)
+	for _, now := range [][]byte{bytes.Repeat([]byte("new?"), 1<<18), bytes.Repeat([]byte("longer"), 1<<18)} {
+		if err := os.WriteFile(filepath.Join(src, "rec"), now, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.mount(src, mnt, "--cache-dir", cache)
+		if !bytes.Equal(readAll(t, filepath.Join(mnt, "rec")), now) {
+			t.Errorf("after the source changed (%d bytes): the old version's bytes were served", len(now))
+		}
+		e.unmount(mnt)
+	}
+}
+
+// TestReuseIndexCorruptWalks: a kept index that no longer decodes makes
+// the mount walk again, not fail.
+func TestReuseIndexCorruptWalks(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.tmp, "src")
+	os.MkdirAll(filepath.Join(src, "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "f"), []byte("x"), 0o644)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	e.mount(src, mnt, "--cache-dir", cache, "--reuse-index")
+	e.unmount(mnt)
+	kept := filepath.Join(cache, "snapshot.index")
+	b, err := os.ReadFile(kept)
+	if err != nil {
+		t.Fatalf("no kept index: %v", err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(kept, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Below the root, so that only a walk can show it.
+	os.WriteFile(filepath.Join(src, "d", "new"), []byte("y"), 0o644)
+	e.mount(src, mnt, "--cache-dir", cache, "--reuse-index")
+	if _, err := os.Lstat(filepath.Join(mnt, "d", "new")); err != nil {
+		t.Errorf("a corrupt kept index was used instead of a walk: %v", err)
+	}
+	e.unmount(mnt)
+}
+
+// TestStatusAnswersWhileReadsWait: with the source hung and a read waiting
+// on it, status still answers.
+func TestStatusAnswersWhileReadsWait(t *testing.T) {
+	e := newEnv(t)
+	data := filepath.Join(e.tmp, "data")
+	os.Mkdir(data, 0o755)
+	want := bytes.Repeat([]byte("eeg."), 1<<18)
+	os.WriteFile(filepath.Join(data, "rec"), want, 0o644)
+	slow := filepath.Join(e.tmp, "slow")
+	mnt := filepath.Join(e.tmp, "mnt")
+	os.Mkdir(slow, 0o755)
+	server := startSlowfs(t, data, slow)
+	pid, _ := e.mount(slow, mnt, "--prefetch", "off", "--read-ahead", "0")
+	stopProcess(t, server)
+	read := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(filepath.Join(mnt, "rec"))
+		read <- b
+	}()
+	waitFor(t, "the daemon to wait on the hung source", func() bool { return waitsOnFUSE(pid) })
+	if r := e.runGuarded("status", mnt); r.code != 0 || !strings.Contains(r.stdout, mnt) {
+		t.Errorf("status while a read waits: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	syscall.Kill(server, syscall.SIGCONT)
+	select {
+	case b := <-read:
+		if !bytes.Equal(b, want) {
+			t.Error("the waiting read returned other bytes once the source answered")
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("the read never finished once the source answered")
+	}
+	e.unmount(mnt)
+}
+
+var figuresRe = regexp.MustCompile(`served (\S+ \S+) in .*; (\S+ \S+) from the source`)
+
+// TestReadAhead: sequential reads fetch --read-ahead blocks beyond what
+// was asked; --read-ahead 0 fetches only what is read.
+func TestReadAhead(t *testing.T) {
+	for _, ra := range []string{"0", "4"} {
+		t.Run(ra, func(t *testing.T) {
+			f := newCacheFixture(t, map[string]int{"rec": 4 << 20}, slowfs.Options{})
+			mnt := filepath.Join(f.e.tmp, "mnt")
+			f.mount(mnt, "--read-ahead", ra, "--block-size", "64KiB", "--prefetch", "off", "--passthrough", "off")
+			fh, err := os.Open(filepath.Join(mnt, "rec"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Without the kernel's own read-ahead, the daemon serves
+			// exactly the four blocks read, so any more from the source
+			// is cachefs's read-ahead; with it, the kernel may ask for
+			// those blocks too and hide it.
+			if err := unix.Fadvise(int(fh.Fd()), 0, 0, unix.FADV_RANDOM); err != nil {
+				t.Fatal(err)
+			}
+			p := make([]byte, 64<<10)
+			for off := 0; off < 256<<10; off += len(p) {
+				if _, err := fh.ReadAt(p, int64(off)); err != nil || !bytes.Equal(p, f.files["rec"][off:off+len(p)]) {
+					t.Fatalf("read at %d: %v", off, err)
+				}
+			}
+			fh.Close()
+			if ra != "0" {
+				waitFor(t, "blocks fetched ahead", func() bool {
+					m := statusOf(t, f.e, mnt)
+					return num(t, m, "cache.bytes_from_source") > num(t, m, "bytes_served")
+				})
+			}
+			r := f.e.unmount(mnt)
+			m := figuresRe.FindStringSubmatch(r.stdout)
+			if m == nil {
+				t.Fatalf("no figures in %q", r.stdout)
+			}
+			if ahead := m[1] != m[2]; ahead != (ra != "0") {
+				t.Errorf("--read-ahead %s: served %s, %s from the source", ra, m[1], m[2])
+			}
+		})
+	}
+}
+
+// TestRestartScanEnforcesBudget: files cached by an earlier mount count
+// against a smaller --cache-size once the new mount has scanned them, and
+// are evicted down to it.
+func TestRestartScanEnforcesBudget(t *testing.T) {
+	sizes := map[string]int{}
+	for i := 0; i < 6; i++ {
+		sizes[fmt.Sprintf("f%d", i)] = 1 << 20
+	}
+	f := newCacheFixture(t, sizes, slowfs.Options{})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--cache-size", "16MiB", "--prefetch", "off")
+	f.readAllEqual(t, mnt, "first mount")
+	f.e.unmount(mnt)
+	if n := cacheBytes(t, f.cacheDir); n < 6<<20 {
+		t.Fatalf("the first mount cached %d bytes, want all 6 MiB", n)
+	}
+	f.mount(mnt, "--cache-size", "2MiB", "--prefetch", "off")
+	waitFor(t, "the restart scan to evict", func() bool {
+		return num(t, statusOf(t, f.e, mnt), "cache.evictions") > 0
+	})
+	if u := num(t, statusOf(t, f.e, mnt), "cache.usage"); u > 2<<20 {
+		t.Errorf("usage %v after the scan, over the 2 MiB budget", u)
+	}
+	// The presence logs take a page or two besides the budgeted blocks.
+	if n := cacheBytes(t, f.cacheDir); n > 2<<20+64<<10 {
+		t.Errorf("the cache holds %d bytes on disk after the scan, over the 2 MiB budget", n)
+	}
+	f.e.unmount(mnt)
+}
+
+// TestWarmInterrupted: Ctrl-C stops `cachefs warm` with exit 130, and the
+// mount serves on.
+func TestWarmInterrupted(t *testing.T) {
+	f := newCacheFixture(t, map[string]int{"big": 64 << 20}, slowfs.Options{Bandwidth: 4 << 20})
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	f.mount(mnt, "--prefetch", "off")
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := f.e.command(ctx, "warm", mnt)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "warm to start reading", func() bool { return f.sfs.Counts().BytesRead > 0 })
+	cmd.Process.Signal(syscall.SIGINT)
+	code := exitCodeOf(t, cmd.Wait())
+	if ctx.Err() != nil {
+		t.Fatal("warm ignored SIGINT")
+	}
+	if code != 130 || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("interrupted warm: exit %d (want 130)\n%s%s", code, out.String(), errb.String())
+	}
+	if r := f.e.runGuarded("status", mnt); r.code != 0 {
+		t.Errorf("status after an interrupted warm: exit %d %s", r.code, r.stderr)
+	}
+	f.e.unmount(mnt)
+}
+
+// TestSigtermWithFilesOpen: SIGTERM to the daemon detaches the mount at
+// once while a file is open, the open file reads on to its end, and the
+// daemon exits once it is closed.
+func TestSigtermWithFilesOpen(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.tmp, "src")
+	os.Mkdir(src, 0o755)
+	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<17)
+	os.WriteFile(filepath.Join(src, "rec"), want, 0o644)
+	mnt := filepath.Join(e.tmp, "mnt")
+	pid, _ := e.mount(src, mnt, "--prefetch", "off", "--read-ahead", "0")
+	fh, err := os.Open(filepath.Join(mnt, "rec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	got := make([]byte, len(want))
+	if _, err := fh.ReadAt(got[:4096], 0); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitFor(t, "the mount to be detached", func() bool { return !isMounted(mnt) })
+	if _, err := fh.ReadAt(got[4096:], 4096); err != nil {
+		t.Fatalf("reading on after SIGTERM: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("bytes read across SIGTERM differ from the source")
+	}
+	fh.Close()
+	if !waitGone(pid, hangGuard) {
+		t.Error("the daemon did not exit once the file was closed")
+	}
+}
