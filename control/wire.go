@@ -73,7 +73,7 @@ func (r *StatusReply) Figures() string {
 		humanize.IBytes(uint64(c.BytesFromSource)), humanize.IBytes(uint64(c.BytesFromCache)),
 		humanize.Comma(c.PassthroughOffered), humanize.IBytes(uint64(c.Usage)), humanize.IBytes(uint64(c.Budget)), c.Evictions)
 	if p := r.Prefetch; p != nil {
-		fmt.Fprintf(&b, "; prefetched %s files (%s)", humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)))
+		fmt.Fprintf(&b, "; prefetched %s files (%s), %d in flight (at most %d)", humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)), p.InFlight, p.MaxInFlight)
 	}
 	return b.String()
 }

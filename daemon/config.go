@@ -30,8 +30,11 @@ type Config struct {
 	BlockSize   int64
 	ReadAhead   int // 0 turns read-ahead off
 	Passthrough Passthrough
-	Prefetch    *prefetch.Options // nil: no prefetch; Logger is set here
-	Index       IndexConfig
+	// Prefetch bounds background fetches; Early says which run. Its
+	// Logger, BlockSize and ListMaxBytes are set here.
+	Prefetch prefetch.Options
+	Early    Early
+	Index    IndexConfig
 	// Writable stacks an overlay at Mountpoint and serves the read-only
 	// mount below it, under the cache directory.
 	Writable bool

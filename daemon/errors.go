@@ -18,6 +18,9 @@ var (
 	ErrCacheDir = errors.New("cache directory")
 	// ErrIndex: a snapshot index cannot be read, written or used here.
 	ErrIndex = errors.New("snapshot index")
+	// ErrUsage: a setting only the snapshot can check is wrong, such as
+	// a path to warm that it does not hold.
+	ErrUsage = errors.New("usage")
 	// ErrInterrupted: the context ended before the mount served.
 	ErrInterrupted = errors.New("interrupted")
 )

@@ -12,7 +12,6 @@ import (
 	"github.com/cachefs/cachefs/control"
 	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/privdir"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/rs/zerolog"
@@ -32,6 +31,7 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 		return err
 	}
 	log = log.With().Str("mountpoint", c.Mountpoint).Logger()
+	defer c.Early.startCPUProfile(log)()
 	cache, err := openCache(log, &c, rootSt.Dev)
 	if err != nil {
 		return err
@@ -104,13 +104,9 @@ func (c *Config) walk(ctx context.Context, log zerolog.Logger, root *unix.Stat_t
 // mounted at the view's lower directory.
 func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *blockcache.Cache, wv *writableView) (*state, error) {
 	content := cacheContent{snap: snap, cache: cache}
-	var pf *prefetch.Prefetcher
-	var onOpen func(uint32)
-	if c.Prefetch != nil {
-		opts := *c.Prefetch
-		opts.Logger = log.With().Str("component", "prefetch").Logger()
-		pf = prefetch.New(snap, prefetchWarmer{content}, opts)
-		onOpen = pf.OnOpen
+	pf, onOpen, onList, err := c.startPrefetch(log, snap, prefetchWarmer{content})
+	if err != nil {
+		return nil, err
 	}
 	fuseMnt := c.Mountpoint
 	if wv != nil {
@@ -121,6 +117,7 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 		Snapshot:    snap,
 		Content:     content,
 		OnOpen:      onOpen,
+		OnList:      onList,
 		FsName:      c.Source,
 		AllowOther:  c.AllowOther,
 		Logger:      fsLog,

@@ -19,6 +19,9 @@ func (t *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 	if t.snap.Mode(idx)&snapshot.ModeType != snapshot.ModeDir {
 		return fuse.ENOTDIR
 	}
+	if l := t.m.onList; l != nil {
+		l(idx)
+	}
 	out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
 }

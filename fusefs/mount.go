@@ -47,6 +47,9 @@ type Config struct {
 	// OnOpen, if set, hears of every successful open of a regular file;
 	// the prefetcher uses it. It must not block.
 	OnOpen func(idx uint32)
+	// OnList, if set, hears of every open of a directory for listing;
+	// the prefetcher uses it. It must not block.
+	OnList func(idx uint32)
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -67,6 +70,7 @@ type Mount struct {
 	failed      sync.Map
 	passthrough bool
 	onOpen      func(idx uint32)
+	onList      func(idx uint32)
 	// kernelOpens, once set, makes every open answer ENOSYS (see
 	// KernelOpens); held then serves the reads, which come without handles.
 	kernelOpens atomic.Bool
@@ -76,7 +80,7 @@ type Mount struct {
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
-	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen}
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList}
 	snap := cfg.Snapshot
 	if cfg.AllowOther {
 		if !snap.ACLsRecorded() {

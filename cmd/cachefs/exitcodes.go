@@ -42,6 +42,7 @@ var libraryCodes = []struct {
 	{daemon.ErrMountFailed, exitMountFailed},
 	{daemon.ErrCacheDir, exitCacheDir},
 	{daemon.ErrIndex, exitIndex},
+	{daemon.ErrUsage, exitUsage},
 	{daemon.ErrInterrupted, exitInterrupted},
 	{control.ErrNoAnswer, exitMountFailed},
 	{control.ErrBadReply, exitInternal},

@@ -41,6 +41,7 @@ type mountOptions struct {
 	prefetchDirFiles int
 	prefetchDirBytes string
 	writable         bool
+	early            earlyOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -56,8 +57,8 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	// No default for a bare --passthrough: with one, pflag would take the
 	// "off" of "--passthrough off" for a positional argument.
 	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
-	f.StringVar(&o.prefetch, "prefetch", "dir", "on open, fetch the directory's other files in the background: dir or off")
-	f.IntVar(&o.prefetchWorkers, "prefetch-workers", 16, "files prefetched at once")
+	f.StringVar(&o.prefetch, "prefetch", "dir", "fetch ahead in the background: dir (on open, the directory's other files), list (on listing, the directory's small files), both (dir,list) or off")
+	f.IntVar(&o.prefetchWorkers, "prefetch-workers", 0, "files prefetched at once, fixed (0: as many as pay, up to --max-in-flight)")
 	f.IntVar(&o.prefetchDirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
 	f.StringVar(&o.prefetchDirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
 	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
@@ -67,6 +68,7 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 		panic(err)
 	}
 	o.index.AddFlags(f)
+	o.early.AddFlags(f)
 }
 
 func newMountCommand(g *globalOptions) *cobra.Command {
@@ -120,7 +122,7 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 	if c.Passthrough, err = parsePassthrough(o.passthru); err != nil {
 		return c, err
 	}
-	if c.Prefetch, err = o.prefetchOptions(); err != nil {
+	if c.Prefetch, c.Early, err = o.prefetchOptions(); err != nil {
 		return c, err
 	}
 	if o.writable {
@@ -188,18 +190,17 @@ func parsePassthrough(s string) (daemon.Passthrough, error) {
 	return 0, usageError(fmt.Errorf("--passthrough %q: want auto, on or off", s))
 }
 
-func (o *mountOptions) prefetchOptions() (*prefetch.Options, error) {
-	if o.prefetch != "dir" && o.prefetch != "off" {
-		return nil, usageError(fmt.Errorf("--prefetch %q: want dir or off", o.prefetch))
+func (o *mountOptions) prefetchOptions() (prefetch.Options, daemon.Early, error) {
+	early, err := o.early.check(o.prefetch)
+	if err != nil {
+		return prefetch.Options{}, early, usageError(err)
 	}
 	pfb, err := humanize.ParseBytes(o.prefetchDirBytes)
 	if err != nil || pfb == 0 {
-		return nil, usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.prefetchDirBytes))
+		return prefetch.Options{}, early, usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.prefetchDirBytes))
 	}
-	if o.prefetch == "off" {
-		return nil, nil
-	}
-	return &prefetch.Options{Workers: o.prefetchWorkers, PerDir: o.prefetchDirFiles, DirBytes: int64(pfb)}, nil
+	return prefetch.Options{Workers: o.prefetchWorkers, MaxInFlight: o.early.maxInFlight, MinInFlight: o.early.minInFlight,
+		PerDir: o.prefetchDirFiles, DirBytes: int64(pfb)}, early, nil
 }
 
 // parseCacheSize reads "50G", "500GiB" or "80%" (of the filesystem that
@@ -251,6 +252,14 @@ func forwardedFlags(flags *pflag.FlagSet) []string {
 	var out []string
 	flags.Visit(func(f *pflag.Flag) {
 		if f.Name == "foreground" || f.Name == "ready-fd" {
+			return
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			// A repeatable flag goes once per value: its String is
+			// a bracketed list no flag parses back.
+			for _, v := range sv.GetSlice() {
+				out = append(out, "--"+f.Name+"="+v)
+			}
 			return
 		}
 		v := f.Value.String()

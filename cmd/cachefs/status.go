@@ -154,7 +154,10 @@ func printStatus(r *control.StatusReply) {
 	fmt.Fprintf(tw, "traffic\t%s from the source, %s served in %s opens, %d errors\n",
 		humanize.IBytes(uint64(c.BytesFromSource)), humanize.IBytes(uint64(r.BytesServed)), humanize.Comma(r.Opens), r.Errors)
 	if p := r.Prefetch; p != nil {
-		fmt.Fprintf(tw, "prefetch\t%d queued, %d running, %s files done (%s)\n", p.Queued, p.Running, humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)))
+		fmt.Fprintf(tw, "prefetch\t%d queued, %d running (limit %d of %d), %s files done (%s)\n", p.Queued, p.Running, p.InFlight, p.MaxInFlight, humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)))
+		if w := p.Warm; w != nil {
+			fmt.Fprintf(tw, "warm\t%s\n", warmLine(w))
+		}
 	} else {
 		fmt.Fprintf(tw, "prefetch\toff\n")
 	}

@@ -19,6 +19,17 @@
 // seeded shuffled orders), small (every small file). The fixture's counts
 // tell what each setup cost the shared filesystem.
 //
+// Two setups bound the rest from below: floor copies every file of the
+// job's list with 128 in flight (no walk: the list is known up front) and
+// then runs the job on local disk, the fastest any stage-in can be; local
+// runs the job on the dataset itself, with no source at all. The cachefs
+// variants (cachefsVariants) differ only in flags, so each policy's gain
+// is measured side by side.
+//
+// After the job, the import storm (imports.go) times a Python interpreter
+// importing packages from a tree on the slow source, mount included, for
+// the setups that have it, against its own floor.
+//
 // # Invariants
 //
 //   - Every setup reads the same bytes: each phase's checksum is a sum of
@@ -62,6 +73,9 @@ var phases = []string{"mount", "scan", "peek", "epoch1", "epoch2", "small"}
 
 type config struct {
 	workdir, jsonOut string
+	cpuProfiles      string // directory for the daemons' CPU profiles
+	stormSite        string // Python packages to copy for the import storm
+	stormModules     string // what the storm imports; "" skips it
 	quick            bool
 	setups           []string
 	workers          int
@@ -79,9 +93,10 @@ type bench struct {
 	cachefs string            // the binary under test
 	version string            // its commit, "+dirty" for uncommitted changes
 
-	ref      map[string]sums   // phase -> checksum every setup must match
-	refSetup map[string]string // phase -> setup that set ref
-	noDrop   error             // why the page cache could not be dropped
+	ref       map[string]sums   // phase -> checksum every setup must match
+	refSetup  map[string]string // phase -> setup that set ref
+	noDrop    error             // why the page cache could not be dropped
+	stormTree string            // the import storm's tree, local
 }
 
 func main() {
@@ -114,6 +129,9 @@ func parseFlags(args []string) (config, error) {
 	c := config{fixture: slowfs.Options{DisableReadDirPlus: true}}
 	f.StringVar(&c.workdir, "workdir", filepath.Join(os.TempDir(), "cachefs-bench"), "where the dataset is kept between runs and scratch space goes (local disk)")
 	f.StringVar(&c.jsonOut, "json", "", "also write every number to this JSON file")
+	f.StringVar(&c.cpuProfiles, "cpuprofile-dir", "", "write each cachefs daemon's CPU profile to DIR/SETUP.pprof (for go tool pprof)")
+	f.StringVar(&c.stormSite, "import-site", "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages", "site-packages the import storm's tree is copied from (the top-level packages its imports load)")
+	f.StringVar(&c.stormModules, "import-modules", "IPython,boto3,yaml,attr", "comma-separated modules the import storm imports; empty skips the storm")
 	f.BoolVar(&c.quick, "quick", false, "small dataset for CI-like checks (dataset flags given explicitly still win)")
 	setups := f.String("setups", strings.Join(allSetups, ","), "comma-separated setups to run, in this order")
 	f.IntVar(&c.workers, "workers", 4, "reader processes per phase")
@@ -204,7 +222,7 @@ func runMain(ctx context.Context, cfg config) (code int) {
 	if b.lists, err = writeLists(b.run, cfg.data); err != nil {
 		return fail(err)
 	}
-	if slices.Contains(cfg.setups, "cachefs") || slices.Contains(cfg.setups, "cachefs-noprefetch") {
+	if slices.ContainsFunc(cfg.setups, func(s string) bool { return strings.HasPrefix(s, "cachefs") }) {
 		if b.cachefs, err = buildCachefs(ctx, b.run); err != nil {
 			return fail(fmt.Errorf("building cachefs: %w", err))
 		}
@@ -223,7 +241,9 @@ func runMain(ctx context.Context, cfg config) (code int) {
 			break
 		}
 	}
+	storm := b.importStorm(ctx)
 	rep := b.report(results)
+	rep.Storm = storm
 	rep.print(os.Stdout)
 	if cfg.jsonOut != "" {
 		if err := rep.writeJSON(cfg.jsonOut); err != nil {

@@ -26,6 +26,7 @@ type report struct {
 	Workers          int           `json:"workers"`
 	PageCacheDropped bool          `json:"page_cache_dropped"`
 	Setups           []setupResult `json:"setups"`
+	Storm            []stormResult `json:"import_storm,omitempty"`
 }
 
 type fixtureJSON struct {
@@ -123,26 +124,9 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", res.Setup, strings.Join(cells, " | "), whole, ratio)
 	}
 
-	// Per phase against local disk, the floor.
-	var local *setupResult
-	for i := range r.Setups {
-		if r.Setups[i].Setup == "local" && r.Setups[i].Status == "ok" {
-			local = &r.Setups[i]
-		}
-	}
-	if local != nil {
-		fmt.Fprintf(w, "\n| / local | %s | whole job |\n|---|%s---:|\n",
-			strings.Join(phases[1:], " | "), strings.Repeat("---:|", len(phases)-1))
-		for _, res := range r.Setups {
-			if res.Status != "ok" {
-				continue
-			}
-			var cells []string
-			for i := 1; i < len(phases); i++ {
-				cells = append(cells, fmt.Sprintf("%.2fx", res.Phases[i].Seconds/local.Phases[i].Seconds))
-			}
-			fmt.Fprintf(w, "| %s | %s | %.2fx |\n", res.Setup, strings.Join(cells, " | "), res.Whole/local.Whole)
-		}
+	// Per phase against the two floors.
+	for _, floor := range []string{"floor", "local"} {
+		r.printRatios(w, floor)
 	}
 
 	// What the shared filesystem paid.
@@ -167,5 +151,68 @@ func (r *report) print(w io.Writer) {
 		if res.Status != "ok" {
 			fmt.Fprintf(w, "\n%s %s: %s\n", res.Setup, res.Status, res.Reason)
 		}
+	}
+	r.printStorm(w)
+}
+
+// printStorm writes the import storm's times, mount or stage-in included,
+// with ratios to direct reads and to the storm's floor.
+func (r *report) printStorm(w io.Writer) {
+	if len(r.Storm) == 0 {
+		return
+	}
+	ref := map[string]float64{}
+	for _, s := range r.Storm {
+		if s.Error == "" {
+			ref[s.Setup] = s.Seconds
+		}
+	}
+	ratio := func(x float64, to string) string {
+		if ref[to] == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", x/ref[to])
+	}
+	fmt.Fprintf(w, "\n| import storm | seconds (mount included) | of which imports | modules' files | direct / this | this / floor | source opens | source metadata ops |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Storm {
+		if s.Error != "" {
+			fmt.Fprintf(w, "| %s | failed: %s | | | | | | |\n", s.Setup, s.Error)
+			continue
+		}
+		opens, meta := "-", "-"
+		if s.Source != nil {
+			opens, meta = humanize.Comma(int64(s.Source.Opens)), humanize.Comma(int64(s.Source.Meta))
+		}
+		direct := "-"
+		if ref["direct"] > 0 {
+			direct = fmt.Sprintf("%.2fx", ref["direct"]/s.Seconds)
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %d | %s | %s | %s | %s |\n", s.Setup, s.Seconds, s.Import, s.Modules, direct, ratio(s.Seconds, "floor"), opens, meta)
+	}
+}
+
+// printRatios writes every setup's phases and whole job as ratios to the
+// setup named floor, if it ran.
+func (r *report) printRatios(w io.Writer, floor string) {
+	var ref *setupResult
+	for i := range r.Setups {
+		if r.Setups[i].Setup == floor && r.Setups[i].Status == "ok" {
+			ref = &r.Setups[i]
+		}
+	}
+	if ref == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n| / %s | %s | whole job |\n|---|%s---:|\n",
+		floor, strings.Join(phases[1:], " | "), strings.Repeat("---:|", len(phases)-1))
+	for _, res := range r.Setups {
+		if res.Status != "ok" {
+			continue
+		}
+		var cells []string
+		for i := 1; i < len(phases); i++ {
+			cells = append(cells, fmt.Sprintf("%.2fx", res.Phases[i].Seconds/ref.Phases[i].Seconds))
+		}
+		fmt.Fprintf(w, "| %s | %s | %.2fx |\n", res.Setup, strings.Join(cells, " | "), res.Whole/ref.Whole)
 	}
 }

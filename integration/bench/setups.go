@@ -19,8 +19,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// allSetups is the canonical order: the slow baseline first, the floor last.
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs", "local"}
+// allSetups is the canonical order: the slow baseline first, then the
+// peers and cachefs's variants, then the two floors: floor (every file
+// fetched at once, then local disk) and local (no source at all).
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "floor", "local"}
+
+// cachefsVariants are the cachefs setups and the flags that make each,
+// so every policy's gain is measured side by side in one run.
+var cachefsVariants = map[string][]string{
+	// On open and on listing: opt-in, the default is dir.
+	"cachefs": {"--prefetch", "dir,list"},
+	// The block cache alone.
+	"cachefs-noprefetch": {"--prefetch", "off"},
+	// The prefetcher as it was: 16 in flight, started on open only.
+	"cachefs-fixed16": {"--prefetch-workers", "16", "--prefetch", "dir"},
+	// The defaults: the adaptive prefetcher started on open only, to
+	// show what listing adds.
+	"cachefs-nolist": nil,
+	// The whole tree staged in the background from the moment the mount
+	// serves.
+	"cachefs-warm": {"--prefetch", "dir,list", "--warm", "."},
+}
 
 // tools each setup runs; a missing one skips the setup rather than failing
 // the run, since peers are optional on a given machine.
@@ -123,11 +142,11 @@ func (b *bench) stage(ctx context.Context, setup, src string, cl *cleanups) (str
 		return dst, tarPipe(ctx, src, dst)
 	case "rclone":
 		return b.rclone(ctx, src, cl)
-	case "cachefs":
-		return b.cachefsMount(ctx, setup, src, cl)
-	case "cachefs-noprefetch":
-		// The block cache alone, so prefetch's gain is measured side by side.
-		return b.cachefsMount(ctx, setup, src, cl, "--prefetch", "off")
+	case "floor":
+		return b.floor(ctx, src, cl)
+	}
+	if args, ok := cachefsVariants[setup]; ok {
+		return b.cachefsMount(ctx, setup, src, cl, args...)
 	}
 	return "", fmt.Errorf("unknown setup %q", setup)
 }
@@ -253,6 +272,9 @@ func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanup
 		daemonWarnings(filepath.Join(cache, "cachefs.log"))
 		return err
 	})
+	if b.cfg.cpuProfiles != "" {
+		extra = append(extra, "--cpuprofile", filepath.Join(b.cfg.cpuProfiles, setup+".pprof"))
+	}
 	cmd := b.cachefsCmd(ctx, append([]string{"mount", src, mnt, "--cache-dir", cache}, extra...)...)
 	// The launcher turns SIGTERM into "stop the daemon, nothing mounted";
 	// SIGKILL would orphan a daemon that then mounts anyway.
