@@ -78,7 +78,9 @@
 // at the moment sit in a ristretto cache whose cost is their bitmap size, so
 // re-opening a recently used file skips reloading its presence log while
 // millions of cached files do not all sit in RAM. Idle states hold no file
-// descriptors.
+// descriptors. The table's writes are buffered, so it may hand back a
+// state older than one made since for the same file; a presence log longer
+// than the state accounts for is reloaded.
 //
 // # Lock order
 //

@@ -45,9 +45,14 @@ type fileState struct {
 	// data file the bitmap describes.
 	evictSeen int64
 	id        fileID
-	active    bool     // between activate and deactivate
-	data      *os.File // nil when idle, before the first store, or when the cache disk failed
-	plog      *os.File
+	// logSize is how many bytes of the presence log the bitmap accounts
+	// for. The idle table may hand back a state that is not its file's
+	// latest (another state of the file stored blocks since), and only
+	// the log's length tells.
+	logSize int64
+	active  bool     // between activate and deactivate
+	data    *os.File // nil when idle, before the first store, or when the cache disk failed
+	plog    *os.File
 	// retired holds descriptors of files found damaged while open: a
 	// splice handed one of them may still be reading it, so they close
 	// with the state's other descriptors.
@@ -152,7 +157,7 @@ func (st *fileState) openFiles(create bool) error {
 		return err
 	}
 	st.data, st.plog = data, plog
-	if st.loaded && st.evictSeen == st.c.evictions.Load() && id == st.id {
+	if st.loaded && st.evictSeen == st.c.evictions.Load() && id == st.id && st.logUnchanged(plog) {
 		// The files this state loaded its bitmap from, unchanged since.
 		return nil
 	}
@@ -187,7 +192,15 @@ func (st *fileState) load(create bool, id fileID) error {
 		return st.startOver(create, "")
 	}
 	st.loaded, st.id, st.evictSeen = true, id, st.c.evictions.Load()
+	st.logSize = int64(len(raw))
 	return nil
+}
+
+// logUnchanged reports whether plog holds just what the bitmap accounts
+// for; st.mu held.
+func (st *fileState) logUnchanged(plog *os.File) bool {
+	var s unix.Stat_t
+	return unix.Fstat(int(plog.Fd()), &s) == nil && s.Size == st.logSize
 }
 
 // startOver forgets what the state knew of its files and removes them,
@@ -294,12 +307,13 @@ func (st *fileState) createFiles() error {
 		data.Close()
 		return err
 	}
-	if _, err := plog.Write(st.header(id).encode()); err != nil {
+	hdr := st.header(id).encode()
+	if _, err := plog.Write(hdr); err != nil {
 		data.Close()
 		plog.Close()
 		return err
 	}
-	st.data, st.plog, st.id = data, plog, id
+	st.data, st.plog, st.id, st.logSize = data, plog, id, int64(len(hdr))
 	return nil
 }
 
@@ -668,7 +682,8 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	// Appends of one small record are atomic under O_APPEND, so stores of
 	// different blocks may record concurrently.
 	sum := blockSum(buf)
-	if _, err := plog.Write(encodeRecord(uint32(b), sum)); err != nil {
+	rec := encodeRecord(uint32(b), sum)
+	if _, err := plog.Write(rec); err != nil {
 		fail("recording", err)
 		return
 	}
@@ -687,6 +702,7 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 			st.nChecked--
 		}
 		st.sums[b] = sum
+		st.logSize += int64(len(rec))
 	}
 	st.mu.Unlock()
 }
