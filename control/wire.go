@@ -30,13 +30,20 @@ import (
 	"time"
 
 	"github.com/cachefs/cachefs/blockcache"
+	"github.com/cachefs/cachefs/peer"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 )
 
+// StatusSchema is the version of StatusReply's JSON, documented in
+// docs/operations.md: a field's meaning never changes within a version,
+// and fields are only ever added.
+const StatusSchema = 1
+
 // StatusReply is `cachefs status --json` for one mount.
 type StatusReply struct {
+	Schema        int              `json:"schema"`
 	Source        string           `json:"source"`
 	Mountpoint    string           `json:"mountpoint"`
 	CacheDir      string           `json:"cache_dir"`
@@ -53,6 +60,7 @@ type StatusReply struct {
 	// OpenMode says whether opens reach the daemon, and why.
 	OpenMode string          `json:"open_mode"`
 	Writable *WritableStatus `json:"writable,omitempty"`
+	Peers    *peer.Stats     `json:"peers,omitempty"`
 }
 
 // WritableStatus is what status reports of a writable view: the changes
@@ -74,6 +82,10 @@ func (r *StatusReply) Figures() string {
 		humanize.Comma(c.PassthroughOffered), humanize.IBytes(uint64(c.Usage)), humanize.IBytes(uint64(c.Budget)), c.Evictions)
 	if p := r.Prefetch; p != nil {
 		fmt.Fprintf(&b, "; prefetched %s files (%s), %d in flight (at most %d)", humanize.Comma(p.Done), humanize.IBytes(uint64(p.Bytes)), p.InFlight, p.MaxInFlight)
+	}
+	if p := r.Peers; p != nil {
+		fmt.Fprintf(&b, "; peers: %s read from the source, %s from peers, %s served to peers",
+			humanize.IBytes(uint64(p.BytesFromSource)), humanize.IBytes(uint64(p.BytesFromPeers)), humanize.IBytes(uint64(p.BytesToPeers)))
 	}
 	return b.String()
 }

@@ -38,6 +38,9 @@ type Config struct {
 	// Writable stacks an overlay at Mountpoint and serves the read-only
 	// mount below it, under the cache directory.
 	Writable bool
+	Metrics  MetricsConfig
+	// Peers, if set, shares blocks with the other nodes of the job.
+	Peers *PeerConfig
 
 	// Logger logs until the log file is open.
 	Logger zerolog.Logger

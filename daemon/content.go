@@ -71,10 +71,12 @@ func (s CacheSize) budget(dir string) (int64, error) {
 	return int64(float64(st.Blocks) * float64(st.Bsize) * s.Percent / 100), nil
 }
 
-func openCache(log zerolog.Logger, c *Config, rootDev uint64) (*blockcache.Cache, error) {
+// openCache opens the block cache over the source, shared with the job's
+// other nodes when c.Peers says so (pr is nil otherwise).
+func openCache(log zerolog.Logger, c *Config, rootDev uint64) (cache *blockcache.Cache, pr *peers, err error) {
 	size, err := c.Cache.budget(c.CacheDir)
 	if err != nil {
-		return nil, fail(ErrCacheDir, err)
+		return nil, nil, fail(ErrCacheDir, err)
 	}
 	ra := c.ReadAhead
 	if ra <= 0 {
@@ -82,23 +84,29 @@ func openCache(log zerolog.Logger, c *Config, rootDev uint64) (*blockcache.Cache
 	}
 	source, err := blockcache.NewDirSource(c.Source, rootDev)
 	if err != nil {
-		return nil, fail(ErrSource, err)
+		return nil, nil, fail(ErrSource, err)
 	}
-	cache, err := blockcache.Open(blockcache.Options{
+	shared, pr, err := sharePeers(log, c, source)
+	if err != nil {
+		_ = source.Close() // the peer setup's error is the one to report
+		return nil, nil, err
+	}
+	cache, err = blockcache.Open(blockcache.Options{
 		Dir:       c.CacheDir,
 		BlockSize: c.BlockSize,
 		MaxBytes:  size,
 		ReadAhead: ra,
 		Owner:     fmt.Sprintf("cachefs pid %d serving %s at %s", os.Getpid(), c.Source, c.Mountpoint),
 		Logger:    log,
-	}, source)
+	}, shared)
 	if err != nil {
 		_ = source.Close() // the cache's error is the one to report
+		pr.close()
 		if errors.Is(err, blockcache.ErrLocked) {
-			return nil, fail(ErrCacheDir, fmt.Errorf("%w; give this mount its own --cache-dir", err))
+			return nil, nil, fail(ErrCacheDir, fmt.Errorf("%w; give this mount its own --cache-dir", err))
 		}
-		return nil, fail(ErrCacheDir, err)
+		return nil, nil, fail(ErrCacheDir, err)
 	}
 	log.Info().Str("cache_dir", c.CacheDir).Int64("budget", size).Int64("block_size", c.BlockSize).Msg("block cache ready")
-	return cache, nil
+	return cache, pr, nil
 }

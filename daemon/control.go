@@ -32,6 +32,7 @@ type state struct {
 	log         zerolog.Logger
 	wv          *writableView // nil for a read-only mount
 	fuseMnt     string        // where m is mounted: a view's lower layer, or the mountpoint
+	peers       *peers        // nil without --peers
 }
 
 var _ control.Handler = (*state)(nil)
@@ -39,10 +40,10 @@ var _ control.Handler = (*state)(nil)
 func (d *state) Status() control.StatusReply {
 	s := d.m.Stats()
 	r := control.StatusReply{
-		Source: d.cfg.Source, Mountpoint: d.cfg.Mountpoint, CacheDir: d.cfg.CacheDir, LogFile: d.cfg.LogFile,
+		Schema: control.StatusSchema, Source: d.cfg.Source, Mountpoint: d.cfg.Mountpoint, CacheDir: d.cfg.CacheDir, LogFile: d.cfg.LogFile,
 		Pid: os.Getpid(), UptimeSeconds: time.Since(d.started).Seconds(), Snapshot: d.snap.Stats(), Cache: d.cache.Stats(),
 		Opens: s.Opens.Load(), BytesServed: s.BytesServed.Load(), Errors: s.Errors.Load(),
-		Passthrough: d.passthrough, OpenMode: d.openMode,
+		Passthrough: d.passthrough, OpenMode: d.openMode, Peers: d.peers.stats(),
 	}
 	if d.pf != nil {
 		ps := d.pf.Stats()

@@ -21,6 +21,9 @@ var (
 	// ErrUsage: a setting only the snapshot can check is wrong, such as
 	// a path to warm that it does not hold.
 	ErrUsage = errors.New("usage")
+	// ErrPeers: the peer secret file is unsafe or unreadable, or the
+	// listen address cannot be bound.
+	ErrPeers = errors.New("peers")
 	// ErrInterrupted: the context ended before the mount served.
 	ErrInterrupted = errors.New("interrupted")
 )

@@ -32,7 +32,7 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 	}
 	log = log.With().Str("mountpoint", c.Mountpoint).Logger()
 	defer c.Early.startCPUProfile(log)()
-	cache, err := openCache(log, &c, rootSt.Dev)
+	cache, pr, err := openCache(log, &c, rootSt.Dev)
 	if err != nil {
 		return err
 	}
@@ -41,6 +41,7 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 			log.Warn().Err(err).Msg("closing the block cache")
 		}
 	}()
+	defer pr.close()
 
 	start := time.Now()
 	snap, err := c.walk(ctx, log, &rootSt, rep)
@@ -48,6 +49,7 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 		return err
 	}
 	walkSecs := time.Since(start).Seconds()
+	defer pr.serve(log, snap, cache)()
 
 	var wv *writableView
 	if c.Writable {
@@ -62,6 +64,7 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 	if d.pf != nil {
 		defer d.pf.Close()
 	}
+	d.peers = pr
 	return d.serve(ctx, rep, walkSecs)
 }
 
@@ -164,6 +167,7 @@ func (d *state) serve(ctx context.Context, rep Reporter, walkSecs float64) error
 		stopControl = func() {}
 	}
 	defer stopControl()
+	defer d.startMetrics()()
 	st := d.snap.Stats()
 	rec := &control.Record{Pid: os.Getpid(), Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile, Started: d.started}
 	ready := Ready{Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile,

@@ -30,7 +30,7 @@ func TestHelpListsEveryExitStatus(t *testing.T) {
 	if !ok {
 		t.Fatalf("--help has no EXIT STATUS section:\n%s", r.stdout)
 	}
-	for _, code := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 130} {
+	for _, code := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 130} {
 		if !regexp.MustCompile(fmt.Sprintf(`(?m)^  %d +\S`, code)).MatchString(section) {
 			t.Errorf("EXIT STATUS does not list %d:\n%s", code, section)
 		}
@@ -96,7 +96,7 @@ func TestStatusJSONKeys(t *testing.T) {
 	want := strings.Fields(`bytes_served cache cache.budget cache.bytes_from_cache cache.bytes_from_source
 		cache.corrupt_blocks cache.evictions cache.hits cache.misses cache.passthrough_opens cache.uncached_bytes
 		cache.usage cache.verified_blocks cache_dir errors log_file mountpoint open_mode opens passthrough pid
-		prefetch prefetch.bytes prefetch.done prefetch.in_flight_limit prefetch.max_in_flight prefetch.queued prefetch.running prefetch.stopped snapshot
+		prefetch prefetch.bytes prefetch.done prefetch.in_flight_limit prefetch.max_in_flight prefetch.queued prefetch.running prefetch.stopped schema snapshot
 		snapshot.bytes snapshot.dirs snapshot.entries snapshot.files snapshot.other snapshot.symlinks
 		snapshot.unreadable source uptime_seconds`)
 	if strings.Join(got, " ") != strings.Join(want, " ") {

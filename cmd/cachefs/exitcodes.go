@@ -27,6 +27,7 @@ const (
 	exitDiffers     = 12 // snapshot --check: the index differs from the source
 	exitConflict    = 13 // push: files changed on the source were not overwritten
 	exitPush        = 14 // push: the source refused writes, or entries failed
+	exitPeers       = 15 // --peers: the secret file is unsafe or unreadable, or --listen cannot be bound
 	exitInterrupted = 130
 )
 
@@ -43,6 +44,7 @@ var libraryCodes = []struct {
 	{daemon.ErrCacheDir, exitCacheDir},
 	{daemon.ErrIndex, exitIndex},
 	{daemon.ErrUsage, exitUsage},
+	{daemon.ErrPeers, exitPeers},
 	{daemon.ErrInterrupted, exitInterrupted},
 	{control.ErrNoAnswer, exitMountFailed},
 	{control.ErrBadReply, exitInternal},

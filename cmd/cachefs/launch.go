@@ -28,7 +28,9 @@ type daemonMsg struct {
 
 // launch starts the daemon in a new session, with the flags the user set,
 // and relays its progress until the mount serves or the daemon fails.
-func launch(ctx context.Context, c daemon.Config, flags []string) error {
+// A nonzero deathSignal is sent to the daemon when the thread that
+// launched it dies.
+func launch(ctx context.Context, c daemon.Config, flags []string, deathSignal syscall.Signal) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return withCode(exitInternal, err)
@@ -42,7 +44,7 @@ func launch(ctx context.Context, c daemon.Config, flags []string) error {
 	cmd := exec.Command(exe, args...)
 	// Its own session, so the job's terminal and process group signals do
 	// not reach it; cwd "/" so it pins no directory.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: deathSignal}
 	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{w}
 	mountsBefore, _ := mounttable.CountAt(c.Mountpoint)

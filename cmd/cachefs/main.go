@@ -126,6 +126,8 @@ EXIT STATUS
   12  snapshot --check: the index differs from the source
   13  push: files changed on SOURCE since the snapshot were not overwritten
   14  push: SOURCE is read-only, or some entries could not be pushed
+  15  --peers: the secret file is unsafe (not yours, open to others, a
+      symlink) or unreadable, or the --listen address cannot be bound
   130 interrupted
 `
 
@@ -147,7 +149,7 @@ they are read, and served from there afterwards.` + "\n" + exitStatusHelp,
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
-	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g), newSnapshotCommand(g), newPushCommand(g))
+	cmd.AddCommand(newMountCommand(g), newUnmountCommand(g), newStatusCommand(g), newWarmCommand(g), newSnapshotCommand(g), newPushCommand(g), newRunCommand(g))
 	return cmd
 }
 

@@ -42,6 +42,8 @@ type mountOptions struct {
 	prefetchDirBytes string
 	writable         bool
 	early            earlyOptions
+	metrics          metricsOptions
+	peers            peerOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
@@ -69,6 +71,8 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	}
 	o.index.AddFlags(f)
 	o.early.AddFlags(f)
+	o.metrics.AddFlags(f)
+	o.peers.AddFlags(f)
 }
 
 func newMountCommand(g *globalOptions) *cobra.Command {
@@ -140,8 +144,14 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 	if c.Index, err = o.index.config(); err != nil {
 		return c, err
 	}
+	if c.Peers, err = o.peers.config(ctx); err != nil {
+		return c, err
+	}
 	c.Walkers, c.AllowOther, c.DebugFuse, c.BlockSize, c.ReadAhead = o.walkers, o.allowOther, o.debugFuse, int64(bs), o.readAhead
 	c.Writable = o.writable
+	if c.Metrics, err = o.metrics.config(); err != nil {
+		return c, err
+	}
 	c.Runtime = runtimeDir()
 	return c, o.paths(ctx, &c, args)
 }
@@ -226,7 +236,7 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pfl
 		return err
 	}
 	if o.readyFd <= 0 && !o.foreground {
-		return launch(ctx, c, forwardedFlags(flags))
+		return launch(ctx, c, forwardedFlags(flags), 0)
 	}
 	signals.serving(c.Logger, nil)
 	c.Serving = signals.serving
@@ -251,7 +261,7 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pfl
 func forwardedFlags(flags *pflag.FlagSet) []string {
 	var out []string
 	flags.Visit(func(f *pflag.Flag) {
-		if f.Name == "foreground" || f.Name == "ready-fd" {
+		if f.Name == "foreground" || f.Name == "ready-fd" || f.Annotations[launcherOnly] != nil {
 			return
 		}
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
@@ -270,6 +280,10 @@ func forwardedFlags(flags *pflag.FlagSet) []string {
 	})
 	return out
 }
+
+// launcherOnly annotates a flag of a command that wraps the mount (run)
+// that the daemon does not take.
+const launcherOnly = "cachefs-launcher-only"
 
 // pathFlag is a flag naming a file or directory.
 type pathFlag string

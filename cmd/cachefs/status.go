@@ -172,5 +172,6 @@ func printStatus(r *control.StatusReply) {
 	if w := r.Writable; w != nil {
 		fmt.Fprintf(tw, "writable\t%s changed files (%s) not pushed yet, in %s\n", humanize.Comma(w.Files), humanize.IBytes(uint64(w.Bytes)), w.Upper)
 	}
+	printPeers(tw, r.Peers)
 	tw.Flush()
 }

@@ -19,6 +19,7 @@ type unmountOptions struct {
 	push    bool
 	keep    bool
 	pushOpt pushOptions
+	pushed  bool // the changes were pushed already (cachefs run --push)
 }
 
 func (o *unmountOptions) AddFlags(cmd *cobra.Command) {

@@ -113,6 +113,6 @@ func unmountView(ctx context.Context, g *globalOptions, o *unmountOptions, mnt s
 	if err := waitDaemon(ctx, mnt, rec, o.timeout); err != nil {
 		return err
 	}
-	fmt.Printf("cachefs: %s\n", settleUpper(rec.Writable, keep, o.push))
+	fmt.Printf("cachefs: %s\n", settleUpper(rec.Writable, keep, o.push || o.pushed))
 	return conflict
 }

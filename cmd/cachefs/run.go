@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/jobrun"
+	"github.com/cachefs/cachefs/mounttable"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+type runOptions struct {
+	mount          mountOptions
+	env            []string
+	grace          time.Duration
+	unmountTimeout time.Duration
+	push           bool
+	pushOpt        pushOptions
+}
+
+func (o *runOptions) AddFlags(cmd *cobra.Command) {
+	o.mount.AddFlags(cmd)
+	f := cmd.Flags()
+	if err := f.MarkHidden("foreground"); err != nil {
+		panic(err)
+	}
+	own := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	own.StringArrayVar(&o.env, "env", nil, "also set this environment variable of COMMAND to the mountpoint (EEGDASH_CACHE_DIR, HF_HOME, ...); repeatable")
+	own.DurationVar(&o.grace, "grace", 25*time.Second, "after forwarding SIGINT or SIGTERM, how long COMMAND may run on before it is killed and the mount goes; keep it under the scheduler's KillWait (SLURM: 30s)")
+	own.BoolVar(&o.push, "push", false, "mount --writable and, once COMMAND has ended, push its changes to SOURCE (see 'cachefs push') before unmounting; changes that are not pushed (conflicts, exit 13, or a failed push) are kept in the cache directory")
+	o.pushOpt.AddFlags(own)
+	own.DurationVar(&o.unmountTimeout, "unmount-timeout", 60*time.Second, "the most the final unmount takes, the wait for the daemon included")
+	// The daemon is started with the mount's flags the user set; these
+	// are for this process only.
+	own.VisitAll(func(fl *pflag.Flag) { fl.Annotations = map[string][]string{launcherOnly: {"true"}} })
+	f.AddFlagSet(own)
+}
+
+func newRunCommand(g *globalOptions) *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run SOURCE MOUNTPOINT [flags] -- COMMAND [ARG...]",
+		Short: "Mount SOURCE at MOUNTPOINT, run COMMAND, unmount, and exit with COMMAND's status",
+		Long: `Mount SOURCE at MOUNTPOINT as 'cachefs mount' does (same flags), run COMMAND
+with CACHEFS_MOUNTPOINT (and every --env NAME) set to the mountpoint, and
+unmount when COMMAND ends. The daemon is started by this process and dies
+with it, so it belongs to the same job step as COMMAND: a scheduler that
+ends the step ends the mount, and nothing is left behind.
+
+SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 are forwarded to COMMAND's process
+group. After SIGINT or SIGTERM, COMMAND has --grace to finish before it is
+killed; then the mount goes. A scheduler that signals the whole step also
+reaches the daemon, which then unmounts (lazily while files are open:
+those keep working, new opens fail).
+
+The mount's summary and the unmount's figures go to stderr, so that
+COMMAND's stdout stays its own.
+
+EXIT STATUS
+  COMMAND's exit status, or 128+N if signal N killed it; 126 if COMMAND
+  cannot be executed, 127 if it is not found. If the mount fails, the
+  status of 'cachefs mount' (below) and COMMAND does not run. If COMMAND
+  succeeded but the push (--push) or the unmount failed, the status of
+  'cachefs push' or 'cachefs unmount'.
+  The statuses of 'cachefs mount' and 'cachefs unmount':
+` + strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n"),
+		Args: runArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRun(cmd.Context(), g, o, cmd.Flags(), args[:2], args[2:])
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// runArgs wants SOURCE MOUNTPOINT before "--" and a command after it.
+func runArgs(cmd *cobra.Command, args []string) error {
+	if dash := cmd.ArgsLenAtDash(); dash != 2 || len(args) < 3 {
+		return usageError(fmt.Errorf("run: want SOURCE MOUNTPOINT -- COMMAND (see 'cachefs run --help')"))
+	}
+	return nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// forwarded are the signals COMMAND gets from cachefs run.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2}
+
+func runRun(ctx context.Context, g *globalOptions, o *runOptions, flags *pflag.FlagSet, paths, command []string) error {
+	for _, n := range o.env {
+		if !envName.MatchString(n) {
+			return usageError(fmt.Errorf("--env %q: want an environment variable name", n))
+		}
+	}
+	if o.mount.foreground || o.grace < 0 || o.unmountTimeout <= 0 {
+		return usageError(errors.New("run: --foreground does not apply; --grace and --unmount-timeout want positive durations"))
+	}
+	if o.push {
+		// Set as the user would have, so that the daemon is told too.
+		if err := flags.Set("writable", "true"); err != nil {
+			return withCode(exitInternal, err)
+		}
+	}
+	c, err := o.mount.parse(ctx, g, paths)
+	if err != nil {
+		return err
+	}
+	log, mnt := c.Logger, c.Mountpoint
+	// The daemon gets SIGTERM when the thread that started it dies, so this
+	// goroutine keeps its thread for the life of the process: a killed
+	// cachefs run then takes its mount with it.
+	runtime.LockOSThread()
+	stdout := os.Stdout
+	os.Stdout = os.Stderr
+	defer func() { os.Stdout = stdout }()
+
+	if err := launch(ctx, c, forwardedFlags(flags), syscall.SIGTERM); err != nil {
+		return err
+	}
+	rec, _ := readRecord(mnt)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+
+	st := jobrun.Status{Code: exitInterrupted}
+	var runErr error
+	// A signal that came between the mount and Notify ended the job
+	// already: the command does not start.
+	if ctx.Err() == nil {
+		cmd := exec.Command(command[0], command[1:]...)
+		cmd.Env = append(os.Environ(), "CACHEFS_MOUNTPOINT="+mnt)
+		for _, n := range o.env {
+			cmd.Env = append(cmd.Env, n+"="+mnt)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, os.Stderr
+		st, runErr = jobrun.Run(cmd, jobrun.Options{Signals: sigs, Grace: o.grace, Terminal: os.Stdin, Log: log})
+	} else {
+		runErr = withCode(exitInterrupted, errors.New("interrupted once mounted; the command did not run"))
+	}
+	pushErr := beforeUnmount(ctx, g, o, rec)
+	umErr := unmountAtEnd(g, o, mnt, rec, pushErr)
+	return runResult(st, runErr, pushErr, umErr)
+}
+
+// beforeUnmount pushes a writable mount's changes to the source (each
+// file atomically, none changed there since the snapshot overwritten) once
+// COMMAND has ended and before the unmount discards the view. It works
+// from the node-local copy of the changes that the record names, not
+// through the mount: a scheduler's SIGTERM to the whole step may have
+// unmounted it already. That SIGTERM, which cancels ctx, does not cancel
+// the push: the changes are the job's results, and a push the scheduler
+// kills outright leaves only complete files in SOURCE.
+func beforeUnmount(ctx context.Context, g *globalOptions, o *runOptions, rec *control.Record) error {
+	if !o.push {
+		return nil
+	}
+	if rec == nil {
+		return withCode(exitPush, errors.New("push: no record of the mount's daemon, so no record of its changes"))
+	}
+	return pushRecord(context.WithoutCancel(ctx), g, &o.pushOpt, rec)
+}
+
+// unmountAtEnd unmounts after COMMAND: busy (something COMMAND left behind
+// still has files open) falls back to a lazy detach; a mount its daemon
+// already took away (the scheduler signalled the whole step) needs only
+// the wait for that daemon. A writable view's changes are kept unless
+// they were all pushed.
+func unmountAtEnd(g *globalOptions, o *runOptions, mnt string, rec *control.Record, pushErr error) error {
+	ctx := context.Background()
+	pushed := o.push && pushErr == nil
+	keep := o.push && pushErr != nil
+	err := runUnmount(ctx, g, &unmountOptions{timeout: o.unmountTimeout, keep: keep, pushed: pushed}, []string{mnt})
+	code := exitCode(err)
+	// The daemon, signalled with the rest of the step, may unmount between
+	// our look at the mount table and our unmount.
+	if _, mounted, ferr := mounttable.Find(mnt); err != nil && ferr == nil && !mounted {
+		code = exitNotMounted
+	}
+	switch code {
+	case exitBusy:
+		return runUnmount(ctx, g, &unmountOptions{lazy: true, timeout: o.unmountTimeout, keep: keep, pushed: pushed}, []string{mnt})
+	case exitNotMounted:
+		if rec != nil && !waitGoneFor(rec.Pid, o.unmountTimeout) {
+			return withCode(exitTimeout, fmt.Errorf("%s was unmounted, but %s after %s", mnt, stillThere(rec.Pid), o.unmountTimeout))
+		}
+		fmt.Printf("cachefs: %s was already unmounted (its daemon was signalled)\n", mnt)
+		return nil
+	}
+	return err
+}
+
+func waitGoneFor(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for mounttable.ProcessAlive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// runResult maps the job's outcome to one error carrying the exit status.
+func runResult(st jobrun.Status, runErr, pushErr, umErr error) error {
+	switch {
+	case runErr != nil:
+		return withCode(st.Code, runErr)
+	case st.Code == 0 && pushErr != nil:
+		return pushErr
+	case st.Code == 0 && umErr != nil:
+		return umErr
+	case st.Code == 0:
+		return nil
+	}
+	if pushErr != nil || umErr != nil {
+		fmt.Fprintf(os.Stderr, "cachefs: after the command: %v\n", errors.Join(pushErr, umErr))
+	}
+	if st.Signal != 0 {
+		how := ""
+		if st.Killed {
+			how = " after its grace period"
+		}
+		return &exitError{code: st.Code, err: fmt.Errorf("command killed by %s%s", unix.SignalName(st.Signal), how)}
+	}
+	return &exitError{code: st.Code, err: fmt.Errorf("command exited with status %d", st.Code)}
+}
