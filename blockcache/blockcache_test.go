@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -632,5 +633,55 @@ func BenchmarkBlockSum(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
 		blockSum(buf)
+	}
+}
+
+// TestWarmsInFlightShareTheRoom: background fetches started together
+// reserve their room before reading the source, so a budget for five
+// blocks lets five of eight concurrent warms read, and the other three
+// stop with ErrNoRoom instead of reading bytes that cannot be stored.
+func TestWarmsInFlightShareTheRoom(t *testing.T) {
+	sizes := map[string]int{}
+	for i := range 8 {
+		sizes[fmt.Sprintf("f%d", i)] = 4096
+	}
+	src := newSource(sizes)
+	src.gate, src.entered = make(chan struct{}), make(chan struct{}, len(sizes))
+	c := open(t, t.TempDir(), src, Options{MaxBytes: 5 * 4096, ReadAhead: -1})
+	defer c.Close()
+	errs := make(chan error, len(sizes))
+	for name := range sizes {
+		go func() {
+			_, err := c.Warm(context.Background(), key(src, name))
+			errs <- err
+		}()
+	}
+	var ok, noRoom int
+	for entered := 0; entered+noRoom < len(sizes); {
+		select {
+		case <-src.entered:
+			entered++
+		case err := <-errs:
+			if !errors.Is(err, ErrNoRoom) {
+				t.Fatalf("a warm ended before the source answered: %v", err)
+			}
+			noRoom++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("warms hung: %d reading, %d without room", entered, noRoom)
+		}
+	}
+	close(src.gate)
+	for range len(sizes) - noRoom {
+		if err := waitChan(t, errs, "a warm"); err != nil {
+			t.Errorf("warm: %v", err)
+		} else {
+			ok++
+		}
+	}
+	if ok != 5 || noRoom != 3 {
+		t.Errorf("%d warms stored, %d found no room; want 5 and 3", ok, noRoom)
+	}
+	if got := src.bytes.Load(); got > 5*4096 {
+		t.Errorf("%d bytes read from the source for a budget of %d", got, 5*4096)
 	}
 }

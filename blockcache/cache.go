@@ -102,12 +102,15 @@ type Cache struct {
 	lock *os.File
 	dirs *layout
 
-	mu       sync.Mutex
-	open     map[string]*fileState
-	lru      list.List // of *lruEntry, most recent first
-	lruIdx   map[string]*list.Element
-	usage    int64
-	degraded time.Time // no stores until then
+	mu     sync.Mutex
+	open   map[string]*fileState
+	lru    list.List // of *lruEntry, most recent first
+	lruIdx map[string]*list.Element
+	usage  int64
+	// bgReserved: bytes of background fetches in flight, counted against
+	// the budget from their room check until they are stored.
+	bgReserved int64
+	degraded   time.Time // no stores until then
 	// now is time.Now; tests set a clock of their own to pass the 30 s
 	// of a degraded episode without waiting for them.
 	now func() time.Time
@@ -362,6 +365,9 @@ func (c *Cache) Crowded() bool {
 func (c *Cache) admit(name string, n int64, background bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if background {
+		c.bgReserved -= n // taken by roomForBackground
+	}
 	if c.now().Before(c.degraded) {
 		return false
 	}
@@ -383,11 +389,26 @@ func (c *Cache) touch(name string, n int64) bool {
 
 // roomForBackground reports whether a background fetch of n bytes would be
 // stored; it is asked before reading the source, so prefetch never reads
-// bytes it would have to throw away.
+// bytes it would have to throw away. A yes reserves the room until the
+// fetch is admitted (admit) or fails (unreserveBackground): without it,
+// fetches in flight together all see the same free bytes, and those
+// stored last are refused after their source read.
 func (c *Cache) roomForBackground(n int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.now().After(c.degraded) && (c.opts.MaxBytes <= 0 || c.fitsSparingRecentLocked(n))
+	if !c.now().After(c.degraded) || c.opts.MaxBytes > 0 && !c.fitsSparingRecentLocked(n+c.bgReserved) {
+		return false
+	}
+	c.bgReserved += n
+	return true
+}
+
+// unreserveBackground gives back the room of a background fetch that
+// stores nothing.
+func (c *Cache) unreserveBackground(n int64) {
+	c.mu.Lock()
+	c.bgReserved -= n
+	c.mu.Unlock()
 }
 
 // dropUsage forgets up to n bytes counted for name, whose data file of n

@@ -614,6 +614,9 @@ func (st *fileState) fetchBlock(b int64, background bool) ([]byte, error) {
 	}
 	buf := make([]byte, n)
 	if err := st.readSource(buf, off); err != nil {
+		if background {
+			st.c.unreserveBackground(n)
+		}
 		return nil, err
 	}
 	st.c.misses.Add(1)

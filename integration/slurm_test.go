@@ -89,6 +89,13 @@ func startClusterIn(t *testing.T, parent string, extra ...string) *cluster {
 	t.Cleanup(func() {
 		b, _ := os.ReadFile(filepath.Join(dir, "scripts.log"))
 		t.Logf("prologue and epilogue said:\n%s", b)
+		if t.Failed() {
+			// What SLURM saw is the only account of a job that went wrong
+			// between the scripts.
+			for _, f := range []string{"slurmctld.log", "slurmd.log"} {
+				t.Logf("%s, last lines:\n%s", f, lastLines(filepath.Join(dir, "slurm", "log", f), 80))
+			}
+		}
 	})
 	args := append([]string{"start", filepath.Join(dir, "slurm"),
 		"Prolog=" + filepath.Join(dir, "prolog"), "Epilog=" + filepath.Join(dir, "epilog"),
@@ -429,4 +436,17 @@ func TestSlurmJobContainerTmpfs(t *testing.T) {
 			t.Errorf("job %s left %v in %s", id, ents, base.dir)
 		}
 	}
+}
+
+// lastLines is the end of a log file, at most n lines.
+func lastLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
