@@ -32,7 +32,7 @@ const (
 const Window = time.Minute
 
 // ErrUnauthorized means a request or a response did not carry a valid
-// HMAC under the job's secret.
+// MAC under the job's secret.
 var ErrUnauthorized = errors.New("peer: not authenticated by the job's secret")
 
 type signer struct{ secret []byte }

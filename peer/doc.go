@@ -28,9 +28,11 @@
 //     path outside the snapshot, never a block it would have to ask
 //     another peer for.
 //   - A block from a peer is used only if its length is the block's, its
-//     CRC-32C is the one the owner sent, and the owner's HMAC binds those
-//     bytes to this very request (and so to the identity asked for);
-//     anything else is dropped and the source is read instead.
+//     CRC-32C is the one the owner sent, and the owner's MAC (GMAC under a
+//     key derived from the secret, the request's MAC and the CRC) binds
+//     those bytes to this very request (and so to the identity asked
+//     for); anything else is dropped and the source is read instead. The
+//     CRC alone would not do: anyone can make bytes with a given CRC.
 //   - Every peer request has a deadline (Config.Timeout). A peer that
 //     fails, is slow or refuses is avoided for Config.Backoff and its
 //     blocks are read from the source meanwhile: a dead peer costs the job
@@ -42,5 +44,5 @@
 //
 // Peers of the same job hold the same secret and are trusted as the job
 // itself: an owner can serve wrong bytes that carry a matching CRC and
-// HMAC. See docs/security.md for what a peer can and cannot do.
+// MAC. See docs/security.md for what a peer can and cannot do.
 package peer
