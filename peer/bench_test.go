@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"fmt"
 	"hash/crc32"
 	"testing"
 	"time"
@@ -85,4 +86,32 @@ func BenchmarkResponseMAC(b *testing.B) {
 		h.Sum(nil)
 	})
 	run("crc32c", func() { crc32.Checksum(body, castagnoli) })
+}
+
+// BenchmarkPeerHitSmall is a peer hit on a 4 KiB file, one block: what a
+// request costs beside its bytes.
+func BenchmarkPeerHitSmall(b *testing.B) {
+	sizes := map[string]int{}
+	for i := range 256 {
+		sizes[fmt.Sprintf("img_%03d.png", i)] = 4 << 10
+	}
+	tr := newTree(b, sizes)
+	nodes := cluster(b, tr, 2, nil)
+	var owned []blockcache.Key
+	p := make([]byte, 4<<10)
+	for _, k := range tr.keys {
+		if nodes[1].node.ring.owner(k, 0) == nodes[1].addr {
+			owned = append(owned, k)
+			if err := (CacheBlocks{nodes[1].cache}).ReadBlock(context.Background(), k, p, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.SetBytes(4 << 10)
+	b.ResetTimer()
+	for i := range b.N {
+		if err := nodes[0].node.fetch(nodes[1].addr, owned[i%len(owned)], 0, p); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
