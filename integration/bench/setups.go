@@ -20,7 +20,7 @@ import (
 )
 
 // allSetups is the canonical order: the slow baseline first, then the
-// peers and cachefs's variants (the multi-node ones in nodes.go), then the two floors: floor (every file
+// peers and cachefs's variants, then the two floors: floor (every file
 // fetched at once, then local disk) and local (no source at all).
 var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
 
