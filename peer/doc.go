@@ -37,6 +37,10 @@
 //     fails, is slow or refuses is avoided for Config.Backoff and its
 //     blocks are read from the source meanwhile: a dead peer costs the job
 //     source reads, never a failed or stuck read.
+//   - Prefetching is split by ownership (Node.Prefetches): a node
+//     prefetches the blocks it owns and those of owners avoided now, so no
+//     prefetch reaches another node, and the others' first reads of the
+//     blocks it owns find them in its cache.
 //   - Reads that are not exactly one block (blockcache reading only what a
 //     reader asked for, with its budget full) go to the source.
 //
