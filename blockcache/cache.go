@@ -68,6 +68,11 @@ type Options struct {
 	// IdleStateBytes bounds the memory of per-file state kept for files
 	// that are not open (ristretto cost); default 64 MiB.
 	IdleStateBytes int64
+	// PrefetchBlock, if set, says which blocks Prefetch fetches (nil: all).
+	// With peers, each node prefetches the blocks it owns, so the other
+	// nodes' first reads of them hit its cache instead of every node
+	// asking the owners for whole files at once.
+	PrefetchBlock func(key Key, block int64) bool
 	// Owner describes this process in the lock file, so a second process
 	// refused the directory can say who has it.
 	Owner  string

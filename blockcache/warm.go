@@ -69,7 +69,7 @@ func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
 	st := h.st
 	var fetched int64
 	for b := int64(0); b < st.nblocks; b++ {
-		if !wait && st.has(b) {
+		if !wait && (st.has(b) || c.opts.PrefetchBlock != nil && !c.opts.PrefetchBlock(key, b)) {
 			continue
 		}
 		ok, buf := st.trusted(b)

@@ -98,6 +98,8 @@ func openCache(log zerolog.Logger, c *Config, rootDev uint64) (cache *blockcache
 		ReadAhead: ra,
 		Owner:     fmt.Sprintf("cachefs pid %d serving %s at %s", os.Getpid(), c.Source, c.Mountpoint),
 		Logger:    log,
+
+		PrefetchBlock: pr.prefetchBlock(), // nil without peers: every block
 	}, shared)
 	if err != nil {
 		_ = source.Close() // the cache's error is the one to report

@@ -84,6 +84,15 @@ func (p *peers) close() {
 	}
 }
 
+// prefetchBlock is the cache's filter of what to prefetch: nil, all,
+// without peers.
+func (p *peers) prefetchBlock() func(blockcache.Key, int64) bool {
+	if p == nil {
+		return nil
+	}
+	return p.node.Prefetches
+}
+
 // stats is the node's traffic for status, nil without peers.
 func (p *peers) stats() *peer.Stats {
 	if p == nil {

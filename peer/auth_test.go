@@ -213,6 +213,21 @@ func TestBadPeerAnswersRejected(t *testing.T) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 			w.Write(b)
 		},
+		"MAC cut short": func(w http.ResponseWriter, r *http.Request, n int) {
+			b := make([]byte, n)
+			mac := signer{testSecret}.response(r.Header.Get(hdrAuth), crc(b), b)
+			w.Header().Set(hdrSum, crc(b))
+			w.Header().Set(hdrAuth, mac[:len(mac)-2])
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			w.Write(b)
+		},
+		"MAC of another checksum": func(w http.ResponseWriter, r *http.Request, n int) {
+			b := make([]byte, n)
+			w.Header().Set(hdrSum, crc(b))
+			w.Header().Set(hdrAuth, signer{testSecret}.response(r.Header.Get(hdrAuth), "00000000", b))
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			w.Write(b)
+		},
 		"hangs": func(w http.ResponseWriter, r *http.Request, n int) {
 			<-r.Context().Done()
 		},
@@ -251,5 +266,46 @@ func TestBadPeerAnswersRejected(t *testing.T) {
 					st.BytesFromPeers, st.Peers[0].Failures, st.Peers[0].Avoided, want)
 			}
 		})
+	}
+}
+
+// TestResponseMACBindsEverything checks the response MAC alone: it
+// verifies for exactly the request, checksum and bytes it was made for,
+// and each answer draws a new GCM nonce.
+func TestResponseMACBindsEverything(t *testing.T) {
+	s := signer{testSecret}
+	_, _, req := s.request("p=f&b=0", time.Now())
+	body := []byte("the bytes of one block")
+	sum := fmt.Sprintf("%08x", crcOf(body))
+	mac := s.response(req, sum, body)
+	if err := s.checkResponse(req, sum, body, mac); err != nil {
+		t.Fatalf("a genuine response refused: %v", err)
+	}
+	if again := s.response(req, sum, body); again == mac {
+		t.Error("two answers to one request carry the same nonce and tag")
+	}
+	flipped := func(x string) string {
+		b := []byte(x)
+		b[len(b)/2] ^= 1
+		return string(b)
+	}
+	_, _, other := s.request("p=f&b=0", time.Now())
+	cases := map[string]func() error{
+		"body changed":     func() error { return s.checkResponse(req, sum, []byte(flipped(string(body))), mac) },
+		"body cut":         func() error { return s.checkResponse(req, sum, body[:len(body)-1], mac) },
+		"checksum changed": func() error { return s.checkResponse(req, "00000000", body, mac) },
+		"another request":  func() error { return s.checkResponse(other, sum, body, mac) },
+		"tag changed":      func() error { return s.checkResponse(req, sum, body, flipped(mac)) },
+		"tag cut":          func() error { return s.checkResponse(req, sum, body, mac[:len(mac)-2]) },
+		"tag empty":        func() error { return s.checkResponse(req, sum, body, "") },
+		"another secret": func() error {
+			return signer{[]byte("not the job's secret, 32 bytes..")}.checkResponse(req, sum, body, mac)
+		},
+		"tag not hex": func() error { return s.checkResponse(req, sum, body, "zz"+mac[2:]) },
+	}
+	for name, check := range cases {
+		if err := check(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

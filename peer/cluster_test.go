@@ -135,7 +135,8 @@ func cluster(t testing.TB, tr *tree, n int, mod func(*Config), extra ...string) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := blockcache.Open(blockcache.Options{Dir: t.TempDir(), BlockSize: cfg.BlockSize, ReadAhead: -1, Logger: zerolog.Nop()}, node)
+		c, err := blockcache.Open(blockcache.Options{Dir: t.TempDir(), BlockSize: cfg.BlockSize, ReadAhead: -1,
+			PrefetchBlock: node.Prefetches, Logger: zerolog.Nop()}, node)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,3 +279,64 @@ func walkTree(t testing.TB, root string) *tree {
 }
 
 func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// TestPrefetchFetchesOwnShare checks that a node's prefetch fetches the
+// blocks it owns, from the source, and asks no peer; once every node has
+// prefetched its share, a node's reads of the rest are all peer hits and
+// the source has served the file once.
+func TestPrefetchFetchesOwnShare(t *testing.T) {
+	tr := newTree(t, map[string]int{"f": 64 * testBS})
+	nodes := cluster(t, tr, 2, nil)
+	key := tr.keys[0]
+	prefetch := func(n *testNode) {
+		t.Helper()
+		if _, err := n.cache.Prefetch(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prefetch(nodes[0])
+	st0, st1 := nodes[0].node.Stats(), nodes[1].node.Stats()
+	owned := int64(0)
+	for b := range int64(64) {
+		if nodes[0].node.ring.owner(key, b) == nodes[0].addr {
+			owned++
+		}
+	}
+	if st0.BytesFromPeers != 0 || st1.BytesToPeers != 0 || st0.BytesFromSource != owned*testBS {
+		t.Fatalf("prefetch: %d bytes from peers, %d served by the other node, %d from the source; want 0, 0, %d (the blocks it owns)",
+			st0.BytesFromPeers, st1.BytesToPeers, st0.BytesFromSource, owned*testBS)
+	}
+	prefetch(nodes[1])
+	readAll(t, tr, nodes[0], 0)
+	st0, st1 = nodes[0].node.Stats(), nodes[1].node.Stats()
+	if st0.BytesFromPeers != key.Size-owned*testBS || st0.BytesFromSource+st1.BytesFromSource != key.Size {
+		t.Errorf("after both prefetched, node 0 read %d bytes from its peer (want %d) and the source served %d (want %d)",
+			st0.BytesFromPeers, key.Size-owned*testBS, st0.BytesFromSource+st1.BytesFromSource, key.Size)
+	}
+}
+
+// TestPrefetchTakesOverAvoidedOwner checks that blocks of an owner being
+// avoided are prefetched by the node itself.
+func TestPrefetchTakesOverAvoidedOwner(t *testing.T) {
+	tr := newTree(t, map[string]int{"f": 16 * testBS})
+	nodes := cluster(t, tr, 1, nil, "127.0.0.1:1")
+	ps := nodes[0].node.peers["127.0.0.1:1"]
+	key := tr.keys[0]
+	theirs := 0
+	for b := range int64(16) {
+		if mine := nodes[0].node.ring.owner(key, b) == nodes[0].addr; mine != nodes[0].node.Prefetches(key, b) {
+			t.Fatalf("block %d: owned %v, prefetched %v", b, mine, !mine)
+		} else if !mine {
+			theirs++
+		}
+	}
+	if theirs == 0 {
+		t.Fatal("the other node owns no block")
+	}
+	ps.failed(timeNow(), time.Hour, false)
+	for b := range int64(16) {
+		if !nodes[0].node.Prefetches(key, b) {
+			t.Errorf("block %d not prefetched while its owner is avoided", b)
+		}
+	}
+}

@@ -28,13 +28,19 @@
 //     path outside the snapshot, never a block it would have to ask
 //     another peer for.
 //   - A block from a peer is used only if its length is the block's, its
-//     CRC-32C is the one the owner sent, and the owner's HMAC binds those
-//     bytes to this very request (and so to the identity asked for);
-//     anything else is dropped and the source is read instead.
+//     CRC-32C is the one the owner sent, and the owner's MAC (GMAC under a
+//     key derived from the secret, the request's MAC and the CRC) binds
+//     those bytes to this very request (and so to the identity asked
+//     for); anything else is dropped and the source is read instead. The
+//     CRC alone would not do: anyone can make bytes with a given CRC.
 //   - Every peer request has a deadline (Config.Timeout). A peer that
 //     fails, is slow or refuses is avoided for Config.Backoff and its
 //     blocks are read from the source meanwhile: a dead peer costs the job
 //     source reads, never a failed or stuck read.
+//   - Prefetching is split by ownership (Node.Prefetches): a node
+//     prefetches the blocks it owns and those of owners avoided now, so no
+//     prefetch reaches another node, and the others' first reads of the
+//     blocks it owns find them in its cache.
 //   - Reads that are not exactly one block (blockcache reading only what a
 //     reader asked for, with its budget full) go to the source.
 //
@@ -42,5 +48,5 @@
 //
 // Peers of the same job hold the same secret and are trusted as the job
 // itself: an owner can serve wrong bytes that carry a matching CRC and
-// HMAC. See docs/security.md for what a peer can and cannot do.
+// MAC. See docs/security.md for what a peer can and cannot do.
 package peer

@@ -106,6 +106,19 @@ func (c *Config) check() error {
 	return nil
 }
 
+// Prefetches reports whether this node should prefetch block b of key:
+// the blocks it owns, and those of owners avoided now. The rest the owners
+// prefetch, so a node's first read of them is a hit in the owner's cache,
+// and no node's background work reaches the others as demand reads.
+func (n *Node) Prefetches(key blockcache.Key, b int64) bool {
+	owner := n.ring.owner(key, b)
+	if owner == n.cfg.Self {
+		return true
+	}
+	ps := n.peers[owner]
+	return ps == nil || !ps.usable(timeNow())
+}
+
 // Close releases idle connections.
 func (n *Node) Close() { n.client.CloseIdleConnections() }
 

@@ -88,6 +88,17 @@ type server struct {
 	files  Files
 	blocks Blocks
 	said   sync.Map // remote IPs already logged as refused
+	// bufs holds block-sized buffers: a fresh one per request cost the
+	// zeroing of a whole block, a tenth of a peer hit's CPU.
+	bufs sync.Pool
+}
+
+func (s *server) buffer() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, s.n.cfg.BlockSize)
+	return &b
 }
 
 func (s *server) unknown(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +135,9 @@ func (s *server) block(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	off := b * bs
-	p := make([]byte, min(bs, key.Size-off))
+	buf := s.buffer()
+	defer s.bufs.Put(buf)
+	p := (*buf)[:min(bs, key.Size-off)]
 	if err := s.blocks.ReadBlock(r.Context(), key, p, off); err != nil {
 		s.n.log.Warn().Str("from", r.RemoteAddr).Str("path", key.Path).Int64("block", b).Err(err).Msg("cannot serve block to peer")
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -343,14 +343,14 @@ func (b *bench) measure(ctx context.Context, name string, res *setupResult, cl *
 
 	progress("%s: mount", name)
 	t0 := time.Now()
-	root, err := b.stage(ctx, name, src, cl)
+	roots, err := b.stageNodes(ctx, name, src, cl)
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
 	}
 	res.Phases = append(res.Phases, phaseResult{Phase: "mount", Seconds: time.Since(t0).Seconds(), Source: delta()})
 	b.logPhase(name, res.Phases[0])
 	for _, ph := range phases[1:] {
-		s, d, err := b.runPhase(ctx, ph, root)
+		s, d, err := b.runPhaseNodes(ctx, ph, roots)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph, err)
 		}

@@ -22,7 +22,7 @@ import (
 // allSetups is the canonical order: the slow baseline first, then the
 // peers and cachefs's variants, then the two floors: floor (every file
 // fetched at once, then local disk) and local (no source at all).
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "floor", "local"}
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
 
 // cachefsVariants are the cachefs setups and the flags that make each,
 // so every policy's gain is measured side by side in one run.
