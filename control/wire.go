@@ -8,7 +8,9 @@
 // HTTP over a unix socket in the cache directory (0700, socket 0600): no
 // root needed, nothing visible inside the mount, and only the mount's owner
 // gets in. GET /status answers a StatusReply; POST /warm takes a
-// WarmRequest and streams WarmMsg lines, the last one with Done set.
+// WarmRequest and streams WarmMsg lines, the last one with Done set. A
+// socket path longer than a sockaddr_un holds is bound and reached through
+// /proc/self/fd of its directory, checked to be the user's own.
 //
 // # Deadlines
 //
