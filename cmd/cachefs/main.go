@@ -105,32 +105,6 @@ func (p *signalPolicy) serving(log zerolog.Logger, status func() string) {
 	p.daemon, p.log, p.status = true, log, status
 }
 
-const exitStatusHelp = `
-EXIT STATUS
-  0   success
-  1   internal error
-  2   usage error: unknown flag, wrong arguments
-  3   source error: missing, not a directory, unreadable
-  4   mountpoint error: not a directory, not empty, cannot be created, or
-      it would hide the source or the cache directory
-  5   mountpoint already mounted
-  6   mount failed: FUSE unavailable, permission denied, daemon died
-  7   not mounted
-  8   busy: files are open on the mount (unmount --lazy detaches)
-  9   cache directory error: unusable, in use, or not yours alone (owned
-      by another user, a symlink, or open to others); the same for the
-      runtime directory and the log file
-  10  timed out waiting for the daemon
-  11  snapshot index error: cannot be read or written, corrupt, wrong
-      version, too old, or made from another source
-  12  snapshot --check: the index differs from the source
-  13  push: files changed on SOURCE since the snapshot were not overwritten
-  14  push: SOURCE is read-only, or some entries could not be pushed
-  15  --peers: the secret file is unsafe (not yours, open to others, a
-      symlink) or unreadable, or the --listen address cannot be bound
-  130 interrupted
-`
-
 func newRootCommand() *cobra.Command {
 	g := &globalOptions{}
 	cmd := &cobra.Command{
