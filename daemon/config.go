@@ -84,11 +84,22 @@ type Reporter interface {
 	Ready(Ready)
 }
 
+// ReadySchema is the version of Ready's JSON, which `cachefs mount --json`
+// prints: a field's meaning never changes within a version, and fields are
+// only ever added.
+const ReadySchema = 1
+
 // Ready is what a serving mount tells its launcher.
 type Ready struct {
-	Source, Mountpoint, CacheDir, LogFile string
-	Stats                                 snapshot.Stats
-	Seconds                               float64
-	Pid                                   int
-	Writable                              string `json:",omitempty"`
+	Schema     int            `json:"schema"`
+	Pid        int            `json:"pid"`
+	Source     string         `json:"source"`
+	Mountpoint string         `json:"mountpoint"`
+	CacheDir   string         `json:"cache_dir"`
+	LogFile    string         `json:"log_file"`
+	Stats      snapshot.Stats `json:"snapshot"`
+	// Seconds took the walk of the source, or the load of an index.
+	Seconds float64 `json:"snapshot_seconds"`
+	// Writable describes a writable view: its kind and where its changes go.
+	Writable string `json:"writable,omitempty"`
 }

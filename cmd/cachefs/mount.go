@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +30,7 @@ type mountOptions struct {
 	logFile          pathFlag
 	debugFuse        bool
 	readyFd          int
+	json             bool
 	cacheSize        string
 	blockSize        string
 	readAhead        int
@@ -64,6 +64,7 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&o.prefetchDirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
 	f.StringVar(&o.prefetchDirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
 	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
+	f.BoolVar(&o.json, "json", false, "once the mount serves, print one JSON object on stdout (pid, paths, snapshot size and time; \"schema\": 1, see docs/operations.md) and the summary line on stderr")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	if err := f.MarkHidden("ready-fd"); err != nil {
@@ -235,24 +236,23 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pfl
 	if err != nil {
 		return err
 	}
+	term := newTermReporter()
+	term.json = o.json
 	if o.readyFd <= 0 && !o.foreground {
-		return launch(ctx, c, forwardedFlags(flags), 0)
+		return launch(ctx, c, forwardedFlags(flags), 0, term)
 	}
 	signals.serving(c.Logger, nil)
 	c.Serving = signals.serving
 	if o.readyFd <= 0 {
-		return daemon.Run(ctx, c, newTermReporter())
+		return daemon.Run(ctx, c, term)
 	}
 	c.LogTo = func(w io.Writer) zerolog.Logger {
 		log, _ := g.logger(w) // the level and format were checked by parse
 		return log
 	}
-	pipe := os.NewFile(uintptr(o.readyFd), "ready")
-	rep := &pipeReporter{enc: json.NewEncoder(pipe)}
+	rep := daemon.NewPipeReporter(os.NewFile(uintptr(o.readyFd), "ready"))
 	err = daemon.Run(ctx, c, rep)
-	if err != nil && !rep.sent {
-		rep.send(daemonMsg{Error: err.Error(), Code: exitCode(err)})
-	}
+	rep.Fail(err)
 	return err
 }
 

@@ -111,11 +111,7 @@ func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *cont
 }
 
 func (t *termReporter) pushProgress(r push.Result) {
-	if !t.tty {
-		return
-	}
-	fmt.Fprintf(os.Stderr, "\r\033[Kpushing: %d files (%s), %d dirs, %d conflicts", r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Conflicts)
-	t.drawn = true
+	t.draw("pushing: %d files (%s), %d dirs, %d conflicts", r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Conflicts)
 }
 
 func printPush(o *pushOptions, rec *control.Record, r *push.Result) {

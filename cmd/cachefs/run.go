@@ -65,8 +65,8 @@ killed; then the mount goes. A scheduler that signals the whole step also
 reaches the daemon, which then unmounts (lazily while files are open:
 those keep working, new opens fail).
 
-The mount's summary and the unmount's figures go to stderr, so that
-COMMAND's stdout stays its own.
+The mount's summary (with --json, its JSON object instead) and the
+unmount's figures go to stderr, so that COMMAND's stdout stays its own.
 
 EXIT STATUS
   COMMAND's exit status, or 128+N if signal N killed it; 126 if COMMAND
@@ -126,7 +126,9 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, flags *pflag.F
 	os.Stdout = os.Stderr
 	defer func() { os.Stdout = stdout }()
 
-	if err := launch(ctx, c, forwardedFlags(flags), syscall.SIGTERM); err != nil {
+	term := newTermReporter()
+	term.json, term.noLine = o.mount.json, true
+	if err := launch(ctx, c, forwardedFlags(flags), syscall.SIGTERM, term); err != nil {
 		return err
 	}
 	rec, _ := readRecord(mnt)
