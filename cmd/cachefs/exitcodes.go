@@ -46,16 +46,16 @@ var exitCodes = []struct {
 	{exitMountpoint, "mountpoint error: not a directory, not empty, cannot be created, or it would hide the source or the cache directory", []error{daemon.ErrMountpoint}},
 	{exitMounted, "mountpoint already mounted", []error{daemon.ErrMounted}},
 	{exitMountFailed, "mount failed: FUSE unavailable, permission denied, daemon died", []error{daemon.ErrMountFailed, control.ErrNoAnswer}},
-	{exitNotMounted, "not mounted", nil},
-	{exitBusy, "busy: files are open on the mount (unmount --lazy detaches)", nil},
+	{exitNotMounted, "not mounted", []error{control.ErrNotMounted}},
+	{exitBusy, "busy: files are open on the mount (unmount --lazy detaches)", []error{control.ErrBusy}},
 	{exitCacheDir, "cache directory error: unusable, in use, or not yours alone (owned by another user, a symlink, or open to others); the same for the runtime directory and the log file", []error{daemon.ErrCacheDir}},
-	{exitTimeout, "timed out waiting for the daemon", nil},
+	{exitTimeout, "timed out waiting for the daemon", []error{control.ErrTimeout}},
 	{exitIndex, "snapshot index error: cannot be read or written, corrupt, wrong version, too old, or made from another source", []error{daemon.ErrIndex}},
 	{exitDiffers, "snapshot --check: the index differs from the source", nil},
-	{exitConflict, "push: files changed on SOURCE since the snapshot were not overwritten", nil},
+	{exitConflict, "push: files changed on SOURCE since the snapshot were not overwritten", []error{control.ErrConflict}},
 	{exitPush, "push: SOURCE is read-only, or some entries could not be pushed", []error{push.ErrReadOnly}},
 	{exitPeers, "--peers: the secret file is unsafe (not yours, open to others, a symlink) or unreadable, or the --listen address cannot be bound", []error{daemon.ErrPeers}},
-	{exitInterrupted, "interrupted", []error{daemon.ErrInterrupted}},
+	{exitInterrupted, "interrupted", []error{daemon.ErrInterrupted, control.ErrInterrupted}},
 }
 
 // exitStatusHelp is the EXIT STATUS section of every command's help.

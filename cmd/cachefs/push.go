@@ -105,7 +105,7 @@ func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *cont
 	case res.Failed > 0:
 		return withCode(exitPush, fmt.Errorf("push: %d entries could not be pushed (see the log lines above)", res.Failed))
 	case res.Conflicts > 0:
-		return withCode(exitConflict, fmt.Errorf("push: %d files changed on %s since the snapshot and were not overwritten (--force overwrites them)", res.Conflicts, rec.Source))
+		return &control.Error{Kind: control.ErrConflict, Err: fmt.Errorf("push: %d files changed on %s since the snapshot and were not overwritten (--force overwrites them)", res.Conflicts, rec.Source)}
 	}
 	return nil
 }

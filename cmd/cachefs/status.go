@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/mounttable"
 	"github.com/dustin/go-humanize"
@@ -45,30 +44,6 @@ passthrough and uptime, as a table or, with --json, for scripts.` + "\n" + exitS
 	return cmd
 }
 
-// liveRecord returns the runtime record of a mounted, running cachefs at mnt.
-func liveRecord(mnt string) (*control.Record, error) {
-	me, mounted, err := mounttable.Find(mnt)
-	if err != nil {
-		return nil, withCode(exitInternal, err)
-	}
-	if !mounted || (me.FSType != mounttable.FSType && !isWritableView(me)) {
-		return nil, withCode(exitNotMounted, fmt.Errorf("%s is not a cachefs mount", mnt))
-	}
-	rec, err := readRecord(mnt)
-	if err != nil || rec.Mountpoint != mnt || rec.Exited || !mounttable.ProcessAlive(rec.Pid) {
-		return nil, withCode(exitNotMounted, fmt.Errorf("%s: no running daemon of this user serves it (see 'cachefs unmount %s')", mnt, mnt))
-	}
-	return rec, nil
-}
-
-func fetchStatus(ctx context.Context, rec *control.Record) (*control.StatusReply, error) {
-	r, err := control.Dial(cachedir.Layout(rec.CacheDir).Socket()).Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", rec.Mountpoint, err)
-	}
-	return r, nil
-}
-
 func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []string) error {
 	if _, err := g.logger(os.Stderr); err != nil {
 		return err
@@ -79,29 +54,17 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 		if err != nil {
 			return usageError(err)
 		}
-		rec, err := liveRecord(mnt)
+		rec, err := control.Live(mnt, readRecord)
 		if err != nil {
 			return err
 		}
 		recs = append(recs, rec)
 	} else {
-		files, err := runtimeDir().List()
-		if err != nil {
-			files = nil // no records of this user's, or none to trust
-		}
-		for _, f := range files {
-			r, err := control.ReadRecordFile(f)
-			if warnForeign(err) != nil {
-				continue
-			}
-			if rec, err := liveRecord(r.Mountpoint); err == nil {
-				recs = append(recs, rec)
-			}
-		}
+		recs = runtimeDir().AllLive(func(err error) { _ = warnForeign(err) })
 	}
 	var replies []*control.StatusReply
 	for _, rec := range recs {
-		r, err := fetchStatus(ctx, rec)
+		r, err := control.StatusOf(ctx, rec)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/snapshot"
@@ -90,12 +89,12 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 	if err != nil {
 		return usageError(err)
 	}
-	rec, err := liveRecord(mnt)
+	rec, err := control.Live(mnt, readRecord)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	stream, err := control.Dial(cachedir.Layout(rec.CacheDir).Socket()).Warm(ctx, control.WarmRequest{Paths: paths, Workers: o.workers})
+	stream, err := control.Of(rec).Warm(ctx, control.WarmRequest{Paths: paths, Workers: o.workers})
 	if err != nil {
 		if ctx.Err() != nil {
 			return withCode(exitInterrupted, errors.New("warm interrupted"))
