@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -164,8 +165,11 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 // refused when opened, not followed: it may be a link another user planted.
 func (o *mountOptions) paths(ctx context.Context, c *daemon.Config, args []string) error {
 	c.Source, c.Mountpoint = args[0], args[1]
-	if err := resolveAll(ctx, &c.Source, &c.Mountpoint); err != nil {
-		return err
+	switch err := mounttable.ResolveAll(ctx, &c.Source, &c.Mountpoint); {
+	case errors.Is(err, mounttable.ErrInterrupted):
+		return withCode(exitInterrupted, errors.New("interrupted while resolving paths; nothing mounted"))
+	case err != nil:
+		return usageError(err)
 	}
 	var err error
 	for _, p := range []struct {
@@ -179,7 +183,7 @@ func (o *mountOptions) paths(ctx context.Context, c *daemon.Config, args []strin
 		}
 	}
 	if c.CacheDir == "" {
-		if c.CacheUnder, c.CacheDir, err = defaultCacheDir(c.Source); err != nil {
+		if c.CacheUnder, c.CacheDir, err = daemon.DefaultCacheDir(os.Getenv("TMPDIR"), c.Source); err != nil {
 			return withCode(exitCacheDir, fmt.Errorf("cache dir: %w", err))
 		}
 	}
@@ -241,8 +245,8 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pfl
 	if o.readyFd <= 0 && !o.foreground {
 		return launch(ctx, c, forwardedFlags(flags), 0, term)
 	}
-	signals.serving(c.Logger, nil)
-	c.Serving = signals.serving
+	signals.Serving(c.Logger, nil)
+	c.Serving = signals.Serving
 	if o.readyFd <= 0 {
 		return daemon.Run(ctx, c, term)
 	}

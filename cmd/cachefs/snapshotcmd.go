@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/cachefs/cachefs/daemon"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
@@ -98,93 +96,45 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 	if o.walkers < 1 || o.walkers > 4096 {
 		return usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
 	}
+	paths := append(args, o.output)
+	for i := range paths {
+		if paths[i] != "" {
+			if paths[i], err = filepath.Abs(paths[i]); err != nil {
+				return usageError(err)
+			}
+		}
+	}
+	term := newTermReporter()
+	defer term.clear()
+	job := daemon.IndexJob{Walkers: o.walkers, Log: log, Progress: term.Progress}
 	if o.check {
-		return runCheck(ctx, log, o, args)
+		src := ""
+		if len(args) == 2 {
+			src = paths[1]
+		}
+		c, err := job.Check(ctx, paths[0], src, o.show)
+		term.clear()
+		if err != nil {
+			return err
+		}
+		return printCheck(paths[0], c)
 	}
-	src, err := filepath.Abs(args[0])
-	if err != nil {
-		return usageError(err)
-	}
-	out, err := filepath.Abs(o.output)
-	if err != nil {
-		return usageError(err)
-	}
-	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
-		return withCode(exitIndex, fmt.Errorf("-o %s is a directory; name the index file", out))
-	}
-	st, err := daemon.CheckSource(src)
-	if err != nil {
-		return err
-	}
-
-	start := time.Now()
-	s, err := walkShowing(ctx, log, src, o.walkers, true)
+	w, err := job.Write(ctx, paths[0], paths[1])
+	term.clear()
 	if err != nil {
 		return err
-	}
-	secs := time.Since(start).Seconds()
-	info, err := snapshot.WriteIndex(out, s, snapshot.IndexInfo{Source: src, Host: daemon.Hostname(), WalkStart: start,
-		WalkDuration: time.Since(start), RootDev: st.Dev})
-	if err != nil {
-		return withCode(exitIndex, fmt.Errorf("%w; no index written", err))
 	}
 	fmt.Printf("cachefs: snapshot of %s written to %s: %s walked in %.2fs, %d unreadable; index %s\n",
-		src, out, entries(s.Stats()), secs, s.Stats().Errors, indexSummary(info))
+		paths[0], paths[1], entries(w.Stats), w.Seconds, w.Stats.Errors, indexSummary(w.Info))
 	return nil
 }
 
-// walkShowing walks src with the mount's progress line on a terminal.
-func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int, acls bool) (*snapshot.Snapshot, error) {
-	prog := &snapshot.Progress{}
-	term := newTermReporter()
-	stopProgress := prog.Watch(200*time.Millisecond, term.Progress)
-	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log, ACLs: acls})
-	stopProgress()
-	term.clear()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, withCode(exitInterrupted, errors.New("interrupted while walking the source; no index written"))
-		}
-		return nil, withCode(exitSource, err)
-	}
-	return s, nil
-}
-
-func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args []string) error {
-	idx, err := filepath.Abs(args[0])
-	if err != nil {
-		return usageError(err)
-	}
-	old, info, err := snapshot.ReadIndex(idx)
-	if err != nil {
-		return withCode(exitIndex, err)
-	}
-	src := info.Source
-	if len(args) == 2 {
-		if src, err = filepath.Abs(args[1]); err != nil {
-			return usageError(err)
-		}
-	}
-	st, err := daemon.CheckSource(src)
-	if err != nil {
-		return err
-	}
-	if !info.SameRoot(&st) {
-		return withCode(exitIndex, fmt.Errorf("snapshot index %s was made from %s (root inode %d), but %s has root inode %d: another directory",
-			idx, info.Source, info.RootIno, src, st.Ino))
-	}
-	start := time.Now()
-	// Diff compares no ACLs, so the walk need not read them.
-	cur, err := walkShowing(ctx, log, src, o.walkers, false)
-	if err != nil {
-		return err
-	}
-	secs := time.Since(start).Seconds()
-	d := snapshot.Diff(old, cur, o.show)
-	age := info.Age(time.Now())
+// printCheck prints what --check found, and fails if the index differs.
+func printCheck(idx string, c daemon.Checked) error {
+	info, d, src := c.Info, c.Diff, c.Source
 	fmt.Printf("cachefs: index %s (walked %s ago on %s, %s entries, %d unreadable) vs %s now (%s entries walked in %.2fs, %d unreadable): %s added, %s removed, %s changed\n",
-		idx, daemon.RoundAge(age), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
-		src, humanize.Comma(cur.Stats().Entries), secs, cur.Stats().Errors,
+		idx, daemon.RoundAge(info.Age(time.Now())), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
+		src, humanize.Comma(c.Now.Entries), c.Seconds, c.Now.Errors,
 		humanize.Comma(d.Added), humanize.Comma(d.Removed), humanize.Comma(d.Changed))
 	printDiff(d)
 	if d.Same() {
