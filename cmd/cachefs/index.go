@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,12 +30,6 @@ func (o *indexOptions) AddFlags(f *pflag.FlagSet) {
 
 // config checks that the options go together; paths go absolute.
 func (o *indexOptions) config() (daemon.IndexConfig, error) {
-	if o.path != "" && o.reuse {
-		return daemon.IndexConfig{}, usageError(errors.New("--index and --reuse-index exclude each other: --index names the index to load"))
-	}
-	if o.path != "" && o.savePath != "" {
-		return daemon.IndexConfig{}, usageError(errors.New("--save-index writes the index of a walk, and --index skips the walk; to copy an index, copy the file"))
-	}
 	c := daemon.IndexConfig{MaxAge: time.Duration(o.maxAge), Reuse: o.reuse}
 	if o.path != "" {
 		c.Path = o.path.abs()
@@ -44,7 +37,7 @@ func (o *indexOptions) config() (daemon.IndexConfig, error) {
 	if o.savePath != "" {
 		c.SavePath = o.savePath.abs()
 	}
-	return c, nil
+	return c, c.Check()
 }
 
 // ageDuration is a flag value taking Go durations plus days ("7d", "1.5d").

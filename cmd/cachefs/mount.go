@@ -7,14 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/daemon"
 	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/prefetch"
-	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -37,10 +33,6 @@ type mountOptions struct {
 	readAhead        int
 	passthru         string
 	index            indexOptions
-	prefetch         string
-	prefetchWorkers  int
-	prefetchDirFiles int
-	prefetchDirBytes string
 	writable         bool
 	early            earlyOptions
 	metrics          metricsOptions
@@ -60,10 +52,6 @@ func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	// No default for a bare --passthrough: with one, pflag would take the
 	// "off" of "--passthrough off" for a positional argument.
 	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
-	f.StringVar(&o.prefetch, "prefetch", "dir", "fetch ahead in the background: dir (on open, the directory's other files), list (on listing, the directory's small files), both (dir,list) or off")
-	f.IntVar(&o.prefetchWorkers, "prefetch-workers", 0, "files prefetched at once, fixed (0: as many as pay, up to --max-in-flight)")
-	f.IntVar(&o.prefetchDirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
-	f.StringVar(&o.prefetchDirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
 	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
 	f.BoolVar(&o.json, "json", false, "once the mount serves, print one JSON object on stdout (pid, paths, snapshot size and time; \"schema\": 1, see docs/operations.md) and the summary line on stderr")
 	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
@@ -122,13 +110,13 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 	if c.Logger, err = g.logger(os.Stderr); err != nil {
 		return c, err
 	}
-	if o.walkers < 1 || o.walkers > 4096 {
-		return c, usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
-	}
-	if c.Passthrough, err = parsePassthrough(o.passthru); err != nil {
+	if err := daemon.CheckWalkers(o.walkers); err != nil {
 		return c, err
 	}
-	if c.Prefetch, c.Early, err = o.prefetchOptions(); err != nil {
+	if c.Passthrough, err = daemon.ParsePassthrough(o.passthru); err != nil {
+		return c, err
+	}
+	if c.Prefetch, c.Early, err = o.early.Parse(); err != nil {
 		return c, err
 	}
 	if o.writable {
@@ -136,12 +124,11 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 			return c, err
 		}
 	}
-	if c.Cache, err = parseCacheSize(o.cacheSize); err != nil {
-		return c, usageError(err)
+	if c.Cache, err = daemon.ParseCacheSize(o.cacheSize); err != nil {
+		return c, err
 	}
-	bs, err := humanize.ParseBytes(o.blockSize)
-	if err != nil || bs < 4096 || bs > 64<<20 || bs&(bs-1) != 0 {
-		return c, usageError(fmt.Errorf("--block-size %q: want a power of two from 4KiB to 64MiB", o.blockSize))
+	if c.BlockSize, err = daemon.ParseBlockSize(o.blockSize); err != nil {
+		return c, err
 	}
 	if c.Index, err = o.index.config(); err != nil {
 		return c, err
@@ -149,7 +136,7 @@ func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []strin
 	if c.Peers, err = o.peers.config(ctx); err != nil {
 		return c, err
 	}
-	c.Walkers, c.AllowOther, c.DebugFuse, c.BlockSize, c.ReadAhead = o.walkers, o.allowOther, o.debugFuse, int64(bs), o.readAhead
+	c.Walkers, c.AllowOther, c.DebugFuse, c.ReadAhead = o.walkers, o.allowOther, o.debugFuse, o.readAhead
 	c.Writable = o.writable
 	if c.Metrics, err = o.metrics.config(); err != nil {
 		return c, err
@@ -191,48 +178,6 @@ func (o *mountOptions) paths(ctx context.Context, c *daemon.Config, args []strin
 		c.LogFile = cachedir.Layout(c.CacheDir).Log()
 	}
 	return nil
-}
-
-func parsePassthrough(s string) (daemon.Passthrough, error) {
-	switch s {
-	case "auto":
-		return daemon.PassthroughAuto, nil
-	case "on", "true":
-		return daemon.PassthroughOn, nil
-	case "off", "false":
-		return daemon.PassthroughOff, nil
-	}
-	return 0, usageError(fmt.Errorf("--passthrough %q: want auto, on or off", s))
-}
-
-func (o *mountOptions) prefetchOptions() (prefetch.Options, daemon.Early, error) {
-	early, err := o.early.check(o.prefetch)
-	if err != nil {
-		return prefetch.Options{}, early, usageError(err)
-	}
-	pfb, err := humanize.ParseBytes(o.prefetchDirBytes)
-	if err != nil || pfb == 0 {
-		return prefetch.Options{}, early, usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.prefetchDirBytes))
-	}
-	return prefetch.Options{Workers: o.prefetchWorkers, MaxInFlight: o.early.maxInFlight, MinInFlight: o.early.minInFlight,
-		PerDir: o.prefetchDirFiles, DirBytes: int64(pfb)}, early, nil
-}
-
-// parseCacheSize reads "50G", "500GiB" or "80%" (of the filesystem that
-// will hold the cache directory, measured by the daemon).
-func parseCacheSize(s string) (daemon.CacheSize, error) {
-	if pct, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
-		p, err := strconv.ParseFloat(pct, 64)
-		if err != nil || p <= 0 || p > 100 {
-			return daemon.CacheSize{}, fmt.Errorf("--cache-size %q: want a share from 0 to 100%%", s)
-		}
-		return daemon.CacheSize{Percent: p}, nil
-	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n == 0 {
-		return daemon.CacheSize{}, fmt.Errorf("--cache-size %q: want a size such as 50G or 500GiB, or a share such as 80%%", s)
-	}
-	return daemon.CacheSize{Bytes: int64(n)}, nil
 }
 
 func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pflag.FlagSet, args []string) error {
