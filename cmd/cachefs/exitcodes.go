@@ -53,7 +53,7 @@ var exitCodes = []struct {
 	{exitIndex, "snapshot index error: cannot be read or written, corrupt, wrong version, too old, or made from another source", []error{daemon.ErrIndex}},
 	{exitDiffers, "snapshot --check: the index differs from the source", nil},
 	{exitConflict, "push: files changed on SOURCE since the snapshot were not overwritten", []error{control.ErrConflict}},
-	{exitPush, "push: SOURCE is read-only, or some entries could not be pushed", []error{push.ErrReadOnly}},
+	{exitPush, "push: SOURCE is read-only, or some entries could not be pushed", []error{control.ErrPush, push.ErrReadOnly}},
 	{exitPeers, "--peers: the secret file is unsafe (not yours, open to others, a symlink) or unreadable, or the --listen address cannot be bound", []error{daemon.ErrPeers}},
 	{exitInterrupted, "interrupted", []error{daemon.ErrInterrupted, control.ErrInterrupted}},
 }
@@ -101,14 +101,17 @@ func withCode(code int, err error) error {
 
 func usageError(err error) error { return withCode(exitUsage, err) }
 
-// knownCode finds err's code: its own, else its daemon kind's (the
-// daemon's is the most specific), else that of any library error it wraps.
+// knownCode finds err's code: its own, else its kind's (a library's
+// innermost, the most specific), else that of any library error it wraps.
 func knownCode(err error) (int, bool) {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code, true
 	}
 	kind := daemon.KindOf(err)
+	if ce := (*control.Error)(nil); kind == nil && errors.As(err, &ce) {
+		kind = ce.Kind
+	}
 	for _, c := range exitCodes {
 		for _, k := range c.kinds {
 			if kind != nil && k == kind {

@@ -20,23 +20,23 @@ import (
 // into a daemon.Config; the launcher forwards the flags the user set to the
 // daemon as they are (forwardedFlags), so no flag is listed twice.
 type mountOptions struct {
-	walkers          int
-	foreground       bool
-	allowOther       bool
-	cacheDir         pathFlag
-	logFile          pathFlag
-	debugFuse        bool
-	readyFd          int
-	json             bool
-	cacheSize        string
-	blockSize        string
-	readAhead        int
-	passthru         string
-	index            indexOptions
-	writable         bool
-	early            earlyOptions
-	metrics          metricsOptions
-	peers            peerOptions
+	walkers    int
+	foreground bool
+	allowOther bool
+	cacheDir   pathFlag
+	logFile    pathFlag
+	debugFuse  bool
+	readyFd    int
+	json       bool
+	cacheSize  string
+	blockSize  string
+	readAhead  int
+	passthru   string
+	index      indexOptions
+	writable   bool
+	early      earlyOptions
+	metrics    metricsOptions
+	peers      peerOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {

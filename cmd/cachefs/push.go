@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/overlay"
 	"github.com/cachefs/cachefs/push"
-	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -83,31 +80,15 @@ func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *cont
 	if err != nil {
 		return err
 	}
-	l := overlay.LayoutOf(rec.Writable.Dir)
-	base, _, err := snapshot.ReadIndex(l.Base)
-	if err != nil {
-		return withCode(exitPush, fmt.Errorf("push: the base snapshot %s: %w", l.Base, err))
-	}
 	term := newTermReporter()
-	res, err := push.Run(ctx, push.Options{Source: rec.Source, Upper: l.Upper, Base: base,
-		Force: o.force, Delete: o.delete, DryRun: o.dryRun, Exclude: o.exclude,
+	res, err := control.Push(ctx, rec, push.Options{Force: o.force, Delete: o.delete, DryRun: o.dryRun, Exclude: o.exclude,
 		Logger:   log.With().Str("component", "push").Logger(),
 		Progress: func(r push.Result) { term.pushProgress(r) }})
 	term.clear()
-	printPush(o, rec, res)
-	switch {
-	case ctx.Err() != nil:
-		return withCode(exitInterrupted, errors.New("push interrupted; SOURCE holds only complete files"))
-	case errors.Is(err, push.ErrReadOnly):
-		return withCode(exitPush, fmt.Errorf("%s: %w", rec.Source, err))
-	case err != nil:
-		return withCode(exitPush, err)
-	case res.Failed > 0:
-		return withCode(exitPush, fmt.Errorf("push: %d entries could not be pushed (see the log lines above)", res.Failed))
-	case res.Conflicts > 0:
-		return &control.Error{Kind: control.ErrConflict, Err: fmt.Errorf("push: %d files changed on %s since the snapshot and were not overwritten (--force overwrites them)", res.Conflicts, rec.Source)}
+	if res != nil {
+		printPush(o, rec, res)
 	}
-	return nil
+	return err
 }
 
 func (t *termReporter) pushProgress(r push.Result) {

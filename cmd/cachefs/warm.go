@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/cachefs/cachefs/control"
-	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -51,32 +48,6 @@ A PATH that leaves the mount, is missing, or goes through a symbolic link
 	return cmd
 }
 
-// relPaths turns PATH arguments into paths relative to the mount root. An
-// absolute PATH, or a relative one that lands in the mount from the working
-// directory, names what it names; any other relative PATH is taken from the
-// mount root as it is, so that the daemon resolves its ".." and refuses one
-// that would leave the mount.
-func relPaths(mnt string, args []string) ([]string, error) {
-	var out []string
-	for _, p := range args {
-		for _, part := range strings.Split(p, "/") {
-			if len(part) > snapshot.MaxNameLen {
-				return nil, fmt.Errorf("%s %w", p, snapshot.ErrLongName)
-			}
-		}
-		abs, err := filepath.Abs(p)
-		switch {
-		case err == nil && mounttable.Within(abs, mnt):
-			out = append(out, strings.TrimPrefix(strings.TrimPrefix(abs, mnt), "/"))
-		case filepath.IsAbs(p):
-			return nil, fmt.Errorf("%s is not inside the mount %s", p, mnt)
-		default:
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
 func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []string) error {
 	if _, err := g.logger(os.Stderr); err != nil {
 		return err
@@ -85,7 +56,7 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 	if err != nil {
 		return usageError(err)
 	}
-	paths, err := relPaths(mnt, args[1:])
+	paths, err := control.WarmPaths(mnt, args[1:])
 	if err != nil {
 		return usageError(err)
 	}
