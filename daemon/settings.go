@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachefs/cachefs/cachedir"
+	"github.com/cachefs/cachefs/mounttable"
 	"github.com/cachefs/cachefs/peer"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/dustin/go-humanize"
@@ -168,4 +170,88 @@ func (s PeerSettings) Config(ctx context.Context) (*PeerConfig, error) {
 		return nil, fail(ErrUsage, err)
 	}
 	return &PeerConfig{Self: self, Peers: peers, Listen: s.Listen, SecretFile: s.SecretFile, Timeout: s.Timeout}, nil
+}
+
+// Settings are one mount's settings as a user gives them; Config checks
+// and types them.
+type Settings struct {
+	Source, Mountpoint string
+	// CacheDir and LogFile are "" for the defaults: a directory of the
+	// user's under TmpDir ($TMPDIR), and the log in the cache directory.
+	CacheDir, LogFile, TmpDir       string
+	Walkers, ReadAhead              int
+	AllowOther, DebugFuse, Writable bool
+	CacheSize, BlockSize            string
+	Passthrough                     string
+	Early                           EarlySettings
+	Index                           IndexConfig
+	Peers                           PeerSettings
+}
+
+// Config checks every setting and resolves the paths, creating nothing:
+// a usage error is found before anything exists. Logger, Runtime, Metrics
+// and the hooks are the caller's to set.
+func (s Settings) Config(ctx context.Context) (Config, error) {
+	c := Config{Walkers: s.Walkers, AllowOther: s.AllowOther, DebugFuse: s.DebugFuse, ReadAhead: s.ReadAhead,
+		Writable: s.Writable, Index: s.Index}
+	var err error
+	if err := CheckWalkers(s.Walkers); err != nil {
+		return c, err
+	}
+	if c.Passthrough, err = ParsePassthrough(s.Passthrough); err != nil {
+		return c, err
+	}
+	if c.Prefetch, c.Early, err = s.Early.Parse(); err != nil {
+		return c, err
+	}
+	if s.Writable {
+		if err := CheckWritable(); err != nil {
+			return c, err
+		}
+	}
+	if c.Cache, err = ParseCacheSize(s.CacheSize); err != nil {
+		return c, err
+	}
+	if c.BlockSize, err = ParseBlockSize(s.BlockSize); err != nil {
+		return c, err
+	}
+	if err := s.Index.Check(); err != nil {
+		return c, err
+	}
+	if c.Peers, err = s.Peers.Config(ctx); err != nil {
+		return c, err
+	}
+	return c, s.paths(ctx, &c)
+}
+
+// paths resolves every path, so that everything after this knows each by
+// its real name: the kernel mounts at a link's target, mountinfo and the
+// runtime record name that, and only real paths can be compared for
+// containment. A cache directory or log file that is itself a symlink is
+// refused when opened, not followed: it may be a link another user planted.
+func (s Settings) paths(ctx context.Context, c *Config) error {
+	c.Source, c.Mountpoint = s.Source, s.Mountpoint
+	switch err := mounttable.ResolveAll(ctx, &c.Source, &c.Mountpoint); {
+	case errors.Is(err, mounttable.ErrInterrupted):
+		return fail(ErrInterrupted, errors.New("interrupted while resolving paths; nothing mounted"))
+	case err != nil:
+		return fail(ErrUsage, err)
+	}
+	var err error
+	for _, p := range []struct{ in, out *string }{{&s.CacheDir, &c.CacheDir}, {&s.LogFile, &c.LogFile}} {
+		if *p.in != "" {
+			if *p.out, err = mounttable.ResolveParent(*p.in); err != nil {
+				return fail(ErrUsage, err)
+			}
+		}
+	}
+	if c.CacheDir == "" {
+		if c.CacheUnder, c.CacheDir, err = DefaultCacheDir(s.TmpDir, c.Source); err != nil {
+			return fail(ErrCacheDir, fmt.Errorf("cache dir: %w", err))
+		}
+	}
+	if c.LogFile == "" {
+		c.LogFile = cachedir.Layout(c.CacheDir).Log()
+	}
+	return nil
 }

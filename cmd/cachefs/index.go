@@ -28,8 +28,9 @@ func (o *indexOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.reuse, "reuse-index", false, "keep an index in the cache directory and load it instead of walking while SOURCE's root keeps its inode, device, mtime and ctime")
 }
 
-// config checks that the options go together; paths go absolute.
-func (o *indexOptions) config() (daemon.IndexConfig, error) {
+// config types the options, paths made absolute; the daemon checks that
+// they go together.
+func (o *indexOptions) config() daemon.IndexConfig {
 	c := daemon.IndexConfig{MaxAge: time.Duration(o.maxAge), Reuse: o.reuse}
 	if o.path != "" {
 		c.Path = o.path.abs()
@@ -37,7 +38,7 @@ func (o *indexOptions) config() (daemon.IndexConfig, error) {
 	if o.savePath != "" {
 		c.SavePath = o.savePath.abs()
 	}
-	return c, c.Check()
+	return c
 }
 
 // ageDuration is a flag value taking Go durations plus days ("7d", "1.5d").

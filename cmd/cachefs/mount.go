@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/daemon"
-	"github.com/cachefs/cachefs/mounttable"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -20,41 +16,32 @@ import (
 // into a daemon.Config; the launcher forwards the flags the user set to the
 // daemon as they are (forwardedFlags), so no flag is listed twice.
 type mountOptions struct {
-	walkers    int
-	foreground bool
-	allowOther bool
-	cacheDir   pathFlag
-	logFile    pathFlag
-	debugFuse  bool
-	readyFd    int
-	json       bool
-	cacheSize  string
-	blockSize  string
-	readAhead  int
-	passthru   string
-	index      indexOptions
-	writable   bool
-	early      earlyOptions
-	metrics    metricsOptions
-	peers      peerOptions
+	s                 daemon.Settings
+	foreground, json  bool
+	readyFd           int
+	cacheDir, logFile pathFlag
+	index             indexOptions
+	early             earlyOptions
+	metrics           metricsOptions
+	peers             peerOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.IntVar(&o.walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
+	f.IntVar(&o.s.Walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
 	f.BoolVar(&o.foreground, "foreground", false, "stay attached: serve until unmounted or interrupted")
-	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root); the walk then records POSIX ACLs for the kernel to enforce")
+	f.BoolVar(&o.s.AllowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root); the walk then records POSIX ACLs for the kernel to enforce")
 	f.Var(&o.cacheDir, "cache-dir", "node-local directory for the cache and the daemon log (default: $TMPDIR/cachefs-UID/NAME-HASH)")
 	f.Var(&o.logFile, "log-file", "daemon log file (default: CACHE-DIR/cachefs.log)")
-	f.StringVar(&o.cacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
-	f.StringVar(&o.blockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
-	f.IntVar(&o.readAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
+	f.StringVar(&o.s.CacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
+	f.StringVar(&o.s.BlockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
+	f.IntVar(&o.s.ReadAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
 	// No default for a bare --passthrough: with one, pflag would take the
 	// "off" of "--passthrough off" for a positional argument.
-	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
-	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
+	f.StringVar(&o.s.Passthrough, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
+	f.BoolVar(&o.s.Writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
 	f.BoolVar(&o.json, "json", false, "once the mount serves, print one JSON object on stdout (pid, paths, snapshot size and time; \"schema\": 1, see docs/operations.md) and the summary line on stderr")
-	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
+	f.BoolVar(&o.s.DebugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	if err := f.MarkHidden("ready-fd"); err != nil {
 		panic(err)
@@ -105,79 +92,20 @@ exit status 9.` + "\n" + exitStatusHelp,
 // parse checks every flag and argument and resolves the paths, creating
 // nothing: a usage error is found before anything exists.
 func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []string) (daemon.Config, error) {
-	var c daemon.Config
-	var err error
-	if c.Logger, err = g.logger(os.Stderr); err != nil {
-		return c, err
+	log, err := g.logger(os.Stderr)
+	if err != nil {
+		return daemon.Config{}, err
 	}
-	if err := daemon.CheckWalkers(o.walkers); err != nil {
-		return c, err
+	metrics, err := o.metrics.config()
+	if err != nil {
+		return daemon.Config{}, err
 	}
-	if c.Passthrough, err = daemon.ParsePassthrough(o.passthru); err != nil {
-		return c, err
-	}
-	if c.Prefetch, c.Early, err = o.early.Parse(); err != nil {
-		return c, err
-	}
-	if o.writable {
-		if err := daemon.CheckWritable(); err != nil {
-			return c, err
-		}
-	}
-	if c.Cache, err = daemon.ParseCacheSize(o.cacheSize); err != nil {
-		return c, err
-	}
-	if c.BlockSize, err = daemon.ParseBlockSize(o.blockSize); err != nil {
-		return c, err
-	}
-	if c.Index, err = o.index.config(); err != nil {
-		return c, err
-	}
-	if c.Peers, err = o.peers.config(ctx); err != nil {
-		return c, err
-	}
-	c.Walkers, c.AllowOther, c.DebugFuse, c.ReadAhead = o.walkers, o.allowOther, o.debugFuse, o.readAhead
-	c.Writable = o.writable
-	if c.Metrics, err = o.metrics.config(); err != nil {
-		return c, err
-	}
-	c.Runtime = runtimeDir()
-	return c, o.paths(ctx, &c, args)
-}
-
-// paths resolves every path, so that everything after this knows each by
-// its real name: the kernel mounts at a link's target, mountinfo and the
-// runtime record name that, and only real paths can be compared for
-// containment. A cache directory or log file that is itself a symlink is
-// refused when opened, not followed: it may be a link another user planted.
-func (o *mountOptions) paths(ctx context.Context, c *daemon.Config, args []string) error {
-	c.Source, c.Mountpoint = args[0], args[1]
-	switch err := mounttable.ResolveAll(ctx, &c.Source, &c.Mountpoint); {
-	case errors.Is(err, mounttable.ErrInterrupted):
-		return withCode(exitInterrupted, errors.New("interrupted while resolving paths; nothing mounted"))
-	case err != nil:
-		return usageError(err)
-	}
-	var err error
-	for _, p := range []struct {
-		in  pathFlag
-		out *string
-	}{{o.cacheDir, &c.CacheDir}, {o.logFile, &c.LogFile}} {
-		if p.in != "" {
-			if *p.out, err = mounttable.ResolveParent(string(p.in)); err != nil {
-				return usageError(err)
-			}
-		}
-	}
-	if c.CacheDir == "" {
-		if c.CacheUnder, c.CacheDir, err = daemon.DefaultCacheDir(os.Getenv("TMPDIR"), c.Source); err != nil {
-			return withCode(exitCacheDir, fmt.Errorf("cache dir: %w", err))
-		}
-	}
-	if c.LogFile == "" {
-		c.LogFile = cachedir.Layout(c.CacheDir).Log()
-	}
-	return nil
+	s := o.s
+	s.Source, s.Mountpoint, s.CacheDir, s.LogFile, s.TmpDir = args[0], args[1], string(o.cacheDir), string(o.logFile), os.Getenv("TMPDIR")
+	s.Early, s.Peers, s.Index = o.early.EarlySettings, o.peers.settings(), o.index.config()
+	c, err := s.Config(ctx)
+	c.Logger, c.Metrics, c.Runtime = log, metrics, runtimeDir()
+	return c, err
 }
 
 func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pflag.FlagSet, args []string) error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -27,15 +26,15 @@ func (o *peerOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.s.Timeout, "peer-timeout", time.Second, "deadline of each request to a peer; past it the node reads that block from the source, and after three in a row leaves the peer alone for a while")
 }
 
-// config finds this node among the job's, from the environment.
-func (o *peerOptions) config(ctx context.Context) (*daemon.PeerConfig, error) {
+// settings adds what the environment says of this node.
+func (o *peerOptions) settings() daemon.PeerSettings {
 	s := o.s
 	if o.secretFile != "" {
 		s.SecretFile = o.secretFile.abs()
 	}
 	s.NodeList, s.NodeName = os.Getenv("SLURM_JOB_NODELIST"), os.Getenv("SLURMD_NODENAME")
 	s.Host, _ = os.Hostname() // a node without a name is found by --listen or SLURMD_NODENAME
-	return s.Config(ctx)
+	return s
 }
 
 // printPeers adds the peer lines to `cachefs status`.
