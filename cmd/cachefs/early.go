@@ -1,11 +1,7 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/cachefs/cachefs/daemon"
-	"github.com/cachefs/cachefs/prefetch"
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
 
@@ -25,19 +21,4 @@ func (e *earlyOptions) AddFlags(f *pflag.FlagSet) {
 	if err := f.MarkHidden("cpuprofile"); err != nil {
 		panic(err)
 	}
-}
-
-// warmLine is the progress of --warm as status shows it.
-func warmLine(w *prefetch.WarmStats) string {
-	state := ""
-	switch {
-	case w.Listing:
-		return "gathering the files to stage"
-	case w.Stopped:
-		state = "; stopped: no room in the cache without evicting what the job read"
-	case w.Done+w.Failed >= w.Files:
-		state = "; done"
-	}
-	return fmt.Sprintf("%s of %s files staged (%s fetched of %s)%s", humanize.Comma(w.Done), humanize.Comma(w.Files),
-		humanize.IBytes(uint64(w.Bytes)), humanize.IBytes(uint64(w.TotalBytes)), state)
 }

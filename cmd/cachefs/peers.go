@@ -1,14 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"github.com/cachefs/cachefs/daemon"
-	"github.com/cachefs/cachefs/peer"
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
 
@@ -35,22 +31,4 @@ func (o *peerOptions) settings() daemon.PeerSettings {
 	s.NodeList, s.NodeName = os.Getenv("SLURM_JOB_NODELIST"), os.Getenv("SLURMD_NODENAME")
 	s.Host, _ = os.Hostname() // a node without a name is found by --listen or SLURMD_NODENAME
 	return s
-}
-
-// printPeers adds the peer lines to `cachefs status`.
-func printPeers(w io.Writer, p *peer.Stats) {
-	if p == nil {
-		return
-	}
-	fmt.Fprintf(w, "peers\tthis node %s: %s read from the source, %s from peers, %s served to peers; %d requests refused, %d answers rejected\n",
-		p.Self, humanize.IBytes(uint64(p.BytesFromSource)), humanize.IBytes(uint64(p.BytesFromPeers)),
-		humanize.IBytes(uint64(p.BytesToPeers)), p.Refused, p.Rejected)
-	for _, ps := range p.Peers {
-		state := "answering"
-		if ps.Avoided {
-			state = "avoided"
-		}
-		fmt.Fprintf(w, "\t%s: %s from it, %s served to its address, %d failures, %s\n",
-			ps.Addr, humanize.IBytes(uint64(ps.FromPeer)), humanize.IBytes(uint64(ps.ServedTo)), ps.Failures, state)
-	}
 }

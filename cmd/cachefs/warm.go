@@ -65,67 +65,40 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 		return err
 	}
 	start := time.Now()
-	stream, err := control.Of(rec).Warm(ctx, control.WarmRequest{Paths: paths, Workers: o.workers})
-	if err != nil {
-		if ctx.Err() != nil {
-			return withCode(exitInterrupted, errors.New("warm interrupted"))
-		}
-		return fmt.Errorf("%s: %w", mnt, err)
-	}
-	defer stream.Close()
-	last, err := follow(ctx, mnt, stream)
-	if err != nil {
+	bar := &warmBar{}
+	last, err := control.WarmAll(ctx, rec, control.WarmRequest{Paths: paths, Workers: o.workers}, bar.show)
+	bar.end(err)
+	if err != nil && !errors.Is(err, control.ErrNotCached) {
 		return err
 	}
-	if last.PathError != "" {
-		return usageError(errors.New(last.PathError))
-	}
-	secs := time.Since(start).Seconds()
 	fmt.Printf("cachefs: warmed %s: %s of %s files cached (%s), %s fetched from the source in %.1fs\n",
 		mnt, humanize.Comma(last.FilesCached), humanize.Comma(last.FilesTotal), humanize.IBytes(uint64(last.BytesTotal)),
-		humanize.IBytes(uint64(last.Fetched)), secs)
-	if last.Error != "" {
-		return withCode(exitCacheDir, errors.New(last.Error))
-	}
-	if last.FilesCached != last.FilesTotal {
-		return withCode(exitCacheDir, fmt.Errorf("%d files are not fully cached (cache budget or cache disk; see the log)", last.FilesTotal-last.FilesCached))
-	}
-	return nil
+		humanize.IBytes(uint64(last.Fetched)), time.Since(start).Seconds())
+	return err
 }
 
-// follow shows a warm's progress, with a bar on a terminal, and returns
-// its last message.
-func follow(ctx context.Context, mnt string, stream *control.WarmStream) (control.WarmMsg, error) {
-	var bar *progressbar.ProgressBar
-	var last control.WarmMsg
-	for {
-		m, err := stream.Next()
-		if err != nil {
-			if bar != nil {
-				bar.Exit()
-			}
-			if ctx.Err() != nil {
-				return last, withCode(exitInterrupted, fmt.Errorf("warm interrupted after %s of %s", humanize.IBytes(uint64(last.BytesDone)), humanize.IBytes(uint64(last.BytesTotal))))
-			}
-			return last, withCode(exitMountFailed, fmt.Errorf("%s: the daemon stopped answering: %v", mnt, err))
-		}
-		last = m
-		if bar == nil && !m.Done && isatty.IsTerminal(os.Stderr.Fd()) {
-			bar = progressbar.NewOptions64(m.BytesTotal, progressbar.OptionSetWriter(os.Stderr),
-				progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
-				progressbar.OptionSetDescription("warming"), progressbar.OptionSetPredictTime(true),
-				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-		}
-		if bar != nil {
-			bar.Describe(fmt.Sprintf("warming %s/%s files", humanize.Comma(m.FilesDone), humanize.Comma(m.FilesTotal)))
-			bar.Set64(m.BytesDone)
-		}
-		if m.Done {
-			break
-		}
+// warmBar shows a warm's progress as a bar on a terminal.
+type warmBar struct{ bar *progressbar.ProgressBar }
+
+func (b *warmBar) show(m control.WarmMsg) {
+	if b.bar == nil && !m.Done && isatty.IsTerminal(os.Stderr.Fd()) {
+		b.bar = progressbar.NewOptions64(m.BytesTotal, progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
+			progressbar.OptionSetDescription("warming"), progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 	}
-	if bar != nil {
-		_ = bar.Finish() // a terminal that went away loses only the bar
+	if b.bar != nil {
+		b.bar.Describe(fmt.Sprintf("warming %s/%s files", humanize.Comma(m.FilesDone), humanize.Comma(m.FilesTotal)))
+		_ = b.bar.Set64(m.BytesDone) // a terminal that went away loses only the bar
 	}
-	return last, nil
+}
+
+func (b *warmBar) end(err error) {
+	switch {
+	case b.bar == nil:
+	case err != nil && !errors.Is(err, control.ErrNotCached) && !errors.Is(err, control.ErrPath):
+		_ = b.bar.Exit()
+	default:
+		_ = b.bar.Finish()
+	}
 }
