@@ -67,6 +67,7 @@ func (j IndexJob) walk(ctx context.Context, src string, acls bool) (*snapshot.Sn
 
 // Checked is what Check found.
 type Checked struct {
+	Index   string
 	Info    snapshot.IndexInfo // the index's
 	Source  string             // the directory walked
 	Now     snapshot.Stats     // of the walk
@@ -82,7 +83,7 @@ func (j IndexJob) Check(ctx context.Context, idx, src string, show int) (Checked
 	if err != nil {
 		return Checked{}, fail(ErrIndex, err)
 	}
-	c := Checked{Info: info, Source: src}
+	c := Checked{Index: idx, Info: info, Source: src}
 	if c.Source == "" {
 		c.Source = info.Source
 	}

@@ -51,7 +51,7 @@ var exitCodes = []struct {
 	{exitCacheDir, "cache directory error: unusable, in use, or not yours alone (owned by another user, a symlink, or open to others); the same for the runtime directory and the log file", []error{daemon.ErrCacheDir, control.ErrNotCached}},
 	{exitTimeout, "timed out waiting for the daemon", []error{control.ErrTimeout}},
 	{exitIndex, "snapshot index error: cannot be read or written, corrupt, wrong version, too old, or made from another source", []error{daemon.ErrIndex}},
-	{exitDiffers, "snapshot --check: the index differs from the source", nil},
+	{exitDiffers, "snapshot --check: the index differs from the source", []error{daemon.ErrDiffers}},
 	{exitConflict, "push: files changed on SOURCE since the snapshot were not overwritten", []error{control.ErrConflict}},
 	{exitPush, "push: SOURCE is read-only, or some entries could not be pushed", []error{control.ErrPush, push.ErrReadOnly}},
 	{exitPeers, "--peers: the secret file is unsafe (not yours, open to others, a symlink) or unreadable, or the --listen address cannot be bound", []error{daemon.ErrPeers}},

@@ -36,12 +36,7 @@ func newRootCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cachefs",
 		Short: "Read-through caching FUSE filesystem for HPC jobs",
-		Long: `cachefs serves a tree of a shared filesystem (Lustre, GPFS, NFS) through a
-FUSE mount on a compute node. Metadata is snapshotted once, by a parallel
-walk, when the mount starts; after that every stat, lookup, listing and
-readlink is answered from memory and never reaches the shared metadata
-server. File contents are copied in blocks to node-local disk the first time
-they are read, and served from there afterwards.` + "\n" + exitStatusHelp,
+		Long: help("cachefs", "\n"+exitStatusHelp),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -57,29 +57,7 @@ func newMountCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
 		Short: "Snapshot SOURCE's metadata and serve it at MOUNTPOINT",
-		Long: `Walk SOURCE once, in parallel, and mount a read-only view of it at MOUNTPOINT.
-The command returns once the mount is serving, leaving a daemon in the
-background (--foreground keeps it attached). After that, metadata is served
-from memory: the source sees no stat, lookup, readdir or readlink again.
-
-MOUNTPOINT is created if missing and must be empty. A mount left behind by a
-killed daemon is cleaned first. Symlinks in SOURCE and MOUNTPOINT are
-resolved first: the mount is made, reported and found at the real path.
-
-With --allow-other the walk also records POSIX ACLs (one more metadata call
-per entry) and the kernel enforces them for every user. A mount without it
-is reachable by its own user only, whom the source refuses whatever an ACL
-refuses when the daemon opens a file, so it skips them. For the same reason
---allow-other refuses an --index made without ACLs (exit status 11).
-
-With --writable, clients may create, rewrite, rename, lock and mmap files
-through the mount: changes land in CACHE-DIR/writable on node-local disk,
-never in SOURCE, until 'cachefs push' (or 'cachefs unmount --push') copies
-them back. Root gets the kernel's overlayfs, other users fuse-overlayfs.
-
-The default cache directory, under the shared $TMPDIR, is used only if it
-is yours, mode 0700 and not a symlink; anything else there fails with
-exit status 9.` + "\n" + exitStatusHelp,
+		Long: help("mount", "\n"+exitStatusHelp),
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMount(cmd.Context(), g, o, cmd.Flags(), args)

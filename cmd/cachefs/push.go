@@ -34,16 +34,7 @@ func newPushCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push MOUNTPOINT",
 		Short: "Copy the changes made through a writable mount to SOURCE",
-		Long: `Copy the new and changed files, new directories and symlinks of a
---writable mount to SOURCE. Each file is written to a temporary name in its
-target directory, synced and renamed over the target, so readers of SOURCE
-see the old file or the new one and a killed push leaves no partial file.
-
-A file that changed on SOURCE since the mount's snapshot is not overwritten
-unless --force: it is reported as a conflict and the exit status is 13.
-Pushes into one directory take turns (flock), so of two jobs pushing the
-same new file one complete version wins and the other reports a conflict.
-Lock files (*.lock) are never pushed; deletions only with --delete.` + "\n" + exitStatusHelp,
+		Long: help("push", "\n"+exitStatusHelp),
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPush(cmd.Context(), g, o, args)

@@ -48,29 +48,7 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run SOURCE MOUNTPOINT [flags] -- COMMAND [ARG...]",
 		Short: "Mount SOURCE at MOUNTPOINT, run COMMAND, unmount, and exit with COMMAND's status",
-		Long: `Mount SOURCE at MOUNTPOINT as 'cachefs mount' does (same flags), run COMMAND
-with CACHEFS_MOUNTPOINT (and every --env NAME) set to the mountpoint, and
-unmount when COMMAND ends. The daemon is started by this process and dies
-with it, so it belongs to the same job step as COMMAND: a scheduler that
-ends the step ends the mount, and nothing is left behind.
-
-SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 are forwarded to COMMAND's process
-group. After SIGINT or SIGTERM, COMMAND has --grace to finish before it is
-killed; then the mount goes. A scheduler that signals the whole step also
-reaches the daemon, which then unmounts (lazily while files are open:
-those keep working, new opens fail).
-
-The mount's summary (with --json, its JSON object instead) and the
-unmount's figures go to stderr, so that COMMAND's stdout stays its own.
-
-EXIT STATUS
-  COMMAND's exit status, or 128+N if signal N killed it; 126 if COMMAND
-  cannot be executed, 127 if it is not found. If the mount fails, the
-  status of 'cachefs mount' (below) and COMMAND does not run. If COMMAND
-  succeeded but the push (--push) or the unmount failed, the status of
-  'cachefs push' or 'cachefs unmount'.
-  The statuses of 'cachefs mount' and 'cachefs unmount':
-` + strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n"),
+		Long: help("run", "\n"+strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n")),
 		Args: runArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd.Context(), g, o, cmd.Flags(), args[:2], args[2:])

@@ -24,9 +24,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [MOUNTPOINT]",
 		Short: "Show what a cachefs mount is doing (all of this user's mounts by default)",
-		Long: `Show source, mountpoint, cache directory, snapshot size, cache usage and budget,
-hits and misses, bytes read from the source and served, prefetch queue,
-passthrough and uptime, as a table or, with --json, for scripts.` + "\n" + exitStatusHelp,
+		Long: help("status", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("status: at most one MOUNTPOINT (see 'cachefs status --help')"))

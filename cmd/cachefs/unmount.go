@@ -33,9 +33,7 @@ func newUnmountCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unmount MOUNTPOINT",
 		Short: "Unmount a cachefs mount and wait for its daemon to finish",
-		Long: `Unmount MOUNTPOINT, wait for the daemon to exit, and print what it served.
-Fails with exit status 8 while processes have files open on the mount, unless
---lazy is given. A mount whose daemon died is cleaned up.` + "\n" + exitStatusHelp,
+		Long: help("unmount", "\n"+exitStatusHelp),
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			u, err := o.unmount(g, args[0])

@@ -28,12 +28,7 @@ func newWarmCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "warm MOUNTPOINT [PATH...]",
 		Short: "Fetch subtrees of a mount into its cache (everything by default)",
-		Long: `Fetch the files below each PATH (inside MOUNTPOINT, or relative to it) into
-the mount's node-local cache, in parallel, the explicit equivalent of a
-stage-in without copying files twice. Demand reads of the job go first.
-Exits 0 only when everything asked for is cached; Ctrl-C stops cleanly.
-A PATH that leaves the mount, is missing, or goes through a symbolic link
-(links are never followed: name what one points to) is a usage error.` + "\n" + exitStatusHelp,
+		Long: help("warm", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError(fmt.Errorf("warm: MOUNTPOINT is missing (see 'cachefs warm --help')"))
