@@ -34,9 +34,9 @@ func main() {
 func newRootCommand() *cobra.Command {
 	g := &globalOptions{}
 	cmd := &cobra.Command{
-		Use:   "cachefs",
-		Short: "Read-through caching FUSE filesystem for HPC jobs",
-		Long: help("cachefs", "\n"+exitStatusHelp),
+		Use:           "cachefs",
+		Short:         "Read-through caching FUSE filesystem for HPC jobs",
+		Long:          help("cachefs", "\n"+exitStatusHelp),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

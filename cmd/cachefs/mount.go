@@ -57,8 +57,8 @@ func newMountCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
 		Short: "Snapshot SOURCE's metadata and serve it at MOUNTPOINT",
-		Long: help("mount", "\n"+exitStatusHelp),
-		Args: exactArgs(2),
+		Long:  help("mount", "\n"+exitStatusHelp),
+		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMount(cmd.Context(), g, o, cmd.Flags(), args)
 		},

@@ -34,8 +34,8 @@ func newPushCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push MOUNTPOINT",
 		Short: "Copy the changes made through a writable mount to SOURCE",
-		Long: help("push", "\n"+exitStatusHelp),
-		Args: exactArgs(1),
+		Long:  help("push", "\n"+exitStatusHelp),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPush(cmd.Context(), g, o, args)
 		},

@@ -48,8 +48,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run SOURCE MOUNTPOINT [flags] -- COMMAND [ARG...]",
 		Short: "Mount SOURCE at MOUNTPOINT, run COMMAND, unmount, and exit with COMMAND's status",
-		Long: help("run", "\n"+strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n")),
-		Args: runArgs,
+		Long:  help("run", "\n"+strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n")),
+		Args:  runArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd.Context(), g, o, cmd.Flags(), args[:2], args[2:])
 		},

@@ -30,7 +30,7 @@ func newSnapshotCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot SOURCE -o INDEX | snapshot --check INDEX [SOURCE]",
 		Short: "Walk SOURCE once and write a snapshot index that mounts load instead of walking",
-		Long: help("snapshot", "\n"+exitStatusHelp),
+		Long:  help("snapshot", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if o.check {
 				if len(args) < 1 || len(args) > 2 {

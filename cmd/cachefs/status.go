@@ -24,7 +24,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [MOUNTPOINT]",
 		Short: "Show what a cachefs mount is doing (all of this user's mounts by default)",
-		Long: help("status", "\n"+exitStatusHelp),
+		Long:  help("status", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(fmt.Errorf("status: at most one MOUNTPOINT (see 'cachefs status --help')"))

@@ -33,8 +33,8 @@ func newUnmountCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unmount MOUNTPOINT",
 		Short: "Unmount a cachefs mount and wait for its daemon to finish",
-		Long: help("unmount", "\n"+exitStatusHelp),
-		Args: exactArgs(1),
+		Long:  help("unmount", "\n"+exitStatusHelp),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			u, err := o.unmount(g, args[0])
 			if err != nil {

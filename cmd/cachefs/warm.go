@@ -28,7 +28,7 @@ func newWarmCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "warm MOUNTPOINT [PATH...]",
 		Short: "Fetch subtrees of a mount into its cache (everything by default)",
-		Long: help("warm", "\n"+exitStatusHelp),
+		Long:  help("warm", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError(fmt.Errorf("warm: MOUNTPOINT is missing (see 'cachefs warm --help')"))
