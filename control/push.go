@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cachefs/cachefs/overlay"
 	"github.com/cachefs/cachefs/push"
 	"github.com/cachefs/cachefs/snapshot"
+	"github.com/dustin/go-humanize"
 )
 
 // ErrPush: the base snapshot is unreadable, the source refused, or some
@@ -39,4 +41,26 @@ func Push(ctx context.Context, rec *Record, o push.Options) (*push.Result, error
 		return res, fail(ErrConflict, fmt.Errorf("push: %d files changed on %s since the snapshot and were not overwritten (--force overwrites them)", res.Conflicts, rec.Source))
 	}
 	return res, nil
+}
+
+// PushReport is what `cachefs push` shows: the entries of a dry run, or
+// the conflicts and failures of a push, then a line of figures.
+func PushReport(r *push.Result, source string) string {
+	var b strings.Builder
+	verb := "pushed"
+	for _, e := range r.Entries {
+		switch {
+		case r.DryRun:
+			fmt.Fprintf(&b, "%s\t%s\n", e.Action, e.Path)
+		case e.Action == push.Conflict || e.Action == push.Failed:
+			fmt.Fprintf(&b, "%s\t%s\t%s\n", e.Action, e.Path, e.Error)
+		}
+	}
+	if r.DryRun {
+		verb = "would push"
+	}
+	fmt.Fprintf(&b, "cachefs: %s %d files (%s), %d dirs, %d symlinks, %d deletions to %s; %d unchanged, %d excluded, %d conflicts, %d deletions not pushed, %d failed\n",
+		verb, r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Symlinks, r.Deleted, source,
+		r.Unchanged, r.Excluded, r.Conflicts, r.NotPushed, r.Failed)
+	return b.String()
 }

@@ -255,3 +255,35 @@ func (s Settings) paths(ctx context.Context, c *Config) error {
 	}
 	return nil
 }
+
+// Age is a duration as a user gives an index's age: Go's durations plus
+// days ("7d", "1.5d"). It is a flag value (Set, String, Type).
+type Age time.Duration
+
+func (a Age) String() string {
+	if a == 0 {
+		return "0"
+	}
+	return time.Duration(a).String()
+}
+
+func (a *Age) Set(s string) error {
+	s = strings.TrimSpace(s)
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		f, err := strconv.ParseFloat(days, 64)
+		if err != nil || f < 0 || f > 1e5 {
+			return fmt.Errorf("want a duration such as 90m, 12h or 7d")
+		}
+		d = time.Duration(f * float64(24*time.Hour))
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return fmt.Errorf("want a duration such as 90m, 12h or 7d")
+		}
+	}
+	*a = Age(d)
+	return nil
+}
+
+func (a Age) Type() string { return "duration" }

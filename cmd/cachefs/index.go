@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cachefs/cachefs/daemon"
@@ -15,10 +13,10 @@ import (
 // indexOptions choose where a mount's snapshot comes from: a walk of the
 // source, or a snapshot index file written earlier.
 type indexOptions struct {
-	path     pathFlag    // --index: load instead of walking
-	maxAge   ageDuration // --max-index-age: 0 means no limit
-	savePath pathFlag    // --save-index: also write the walk's index here
-	reuse    bool        // --reuse-index: keep one in the cache dir, reuse it while the root is unchanged
+	path     pathFlag   // --index: load instead of walking
+	maxAge   daemon.Age // --max-index-age: 0 means no limit
+	savePath pathFlag   // --save-index: also write the walk's index here
+	reuse    bool       // --reuse-index: keep one in the cache dir, reuse it while the root is unchanged
 }
 
 func (o *indexOptions) AddFlags(f *pflag.FlagSet) {
@@ -40,37 +38,6 @@ func (o *indexOptions) config() daemon.IndexConfig {
 	}
 	return c
 }
-
-// ageDuration is a flag value taking Go durations plus days ("7d", "1.5d").
-type ageDuration time.Duration
-
-func (a ageDuration) String() string {
-	if a == 0 {
-		return "0"
-	}
-	return time.Duration(a).String()
-}
-
-func (a *ageDuration) Set(s string) error {
-	s = strings.TrimSpace(s)
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		f, err := strconv.ParseFloat(days, 64)
-		if err != nil || f < 0 || f > 1e5 {
-			return fmt.Errorf("want a duration such as 90m, 12h or 7d")
-		}
-		d = time.Duration(f * float64(24*time.Hour))
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil || d < 0 {
-			return fmt.Errorf("want a duration such as 90m, 12h or 7d")
-		}
-	}
-	*a = ageDuration(d)
-	return nil
-}
-
-func (a ageDuration) Type() string { return "duration" }
 
 // indexSummary is the size of an index for summary lines.
 func indexSummary(info snapshot.IndexInfo) string {

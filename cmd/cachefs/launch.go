@@ -23,22 +23,6 @@ func launch(ctx context.Context, c daemon.Config, flags []string, deathSignal sy
 	return l.Start(ctx, term)
 }
 
-// entries is the size of a snapshot as summaries give it.
-func entries(s snapshot.Stats) string {
-	return fmt.Sprintf("%s entries (%s dirs, %s files, %s)",
-		humanize.Comma(s.Entries), humanize.Comma(s.Dirs), humanize.Comma(s.Files), humanize.IBytes(uint64(s.Bytes)))
-}
-
-// summary is the line mount prints once the mount serves.
-func summary(r *daemon.Ready) string {
-	s := fmt.Sprintf("cachefs: serving %s at %s: %s snapshotted in %.2fs, %d unreadable; cache %s; log %s; daemon pid %d",
-		r.Source, r.Mountpoint, entries(r.Stats), r.Seconds, r.Stats.Errors, r.CacheDir, r.LogFile, r.Pid)
-	if r.Writable != "" {
-		s += "; " + r.Writable
-	}
-	return s
-}
-
 // termReporter draws a one-line progress counter when stderr is a terminal
 // and stays silent otherwise, so batch logs get only the summary: a line
 // on stdout or, with json, daemon.Ready as one JSON object there and the
@@ -77,7 +61,7 @@ func (t *termReporter) clear() {
 func (t *termReporter) Ready(r daemon.Ready) {
 	t.clear()
 	if !t.json {
-		fmt.Println(summary(&r))
+		fmt.Println(r.Summary())
 		return
 	}
 	b, err := json.Marshal(r)
@@ -86,6 +70,6 @@ func (t *termReporter) Ready(r daemon.Ready) {
 	}
 	fmt.Println(string(b))
 	if !t.noLine {
-		fmt.Fprintln(os.Stderr, summary(&r))
+		fmt.Fprintln(os.Stderr, r.Summary())
 	}
 }

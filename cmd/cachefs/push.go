@@ -87,25 +87,10 @@ func (t *termReporter) pushProgress(r push.Result) {
 }
 
 func printPush(o *pushOptions, rec *control.Record, r *push.Result) {
-	if o.json {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Println(string(b))
+	if !o.json {
+		fmt.Print(control.PushReport(r, rec.Source))
 		return
 	}
-	verb := "pushed"
-	if r.DryRun {
-		verb = "would push"
-		for _, e := range r.Entries {
-			fmt.Printf("%s\t%s\n", e.Action, e.Path)
-		}
-	} else {
-		for _, e := range r.Entries {
-			if e.Action == push.Conflict || e.Action == push.Failed {
-				fmt.Printf("%s\t%s\t%s\n", e.Action, e.Path, e.Error)
-			}
-		}
-	}
-	fmt.Printf("cachefs: %s %d files (%s), %d dirs, %d symlinks, %d deletions to %s; %d unchanged, %d excluded, %d conflicts, %d deletions not pushed, %d failed\n",
-		verb, r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Symlinks, r.Deleted, rec.Source,
-		r.Unchanged, r.Excluded, r.Conflicts, r.NotPushed, r.Failed)
+	b, _ := json.MarshalIndent(r, "", "  ")
+	fmt.Println(string(b))
 }

@@ -95,6 +95,6 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 		return err
 	}
 	fmt.Printf("cachefs: snapshot of %s written to %s: %s walked in %.2fs, %d unreadable; index %s\n",
-		paths[0], paths[1], entries(w.Stats), w.Seconds, w.Stats.Errors, indexSummary(w.Info))
+		paths[0], paths[1], daemon.Entries(w.Stats), w.Seconds, w.Stats.Errors, indexSummary(w.Info))
 	return nil
 }
