@@ -57,3 +57,16 @@ func StatusOf(ctx context.Context, rec *Record) (*StatusReply, error) {
 	}
 	return r, nil
 }
+
+// StatusAll asks each record's daemon for its figures; never nil.
+func StatusAll(ctx context.Context, recs []*Record) ([]*StatusReply, error) {
+	out := []*StatusReply{}
+	for _, rec := range recs {
+		r, err := StatusOf(ctx, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cachefs/cachefs/control"
@@ -112,18 +113,17 @@ func knownCode(err error) (int, bool) {
 	if ce := (*control.Error)(nil); kind == nil && errors.As(err, &ce) {
 		kind = ce.Kind
 	}
-	for _, c := range exitCodes {
-		for _, k := range c.kinds {
-			if kind != nil && k == kind {
-				return c.code, true
-			}
-		}
+	if code, ok := tableCode(func(k error) bool { return k == kind }); ok {
+		return code, true
 	}
+	return tableCode(func(k error) bool { return errors.Is(err, k) })
+}
+
+// tableCode is the code of the first kind in the table that matches.
+func tableCode(match func(kind error) bool) (int, bool) {
 	for _, c := range exitCodes {
-		for _, k := range c.kinds {
-			if errors.Is(err, k) {
-				return c.code, true
-			}
+		if slices.ContainsFunc(c.kinds, match) {
+			return c.code, true
 		}
 	}
 	return 0, false

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"testing"
+
+	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/daemon"
 )
 
 // Every code of the table is in the help, once, and no two share a value.
@@ -22,5 +26,23 @@ func TestExitStatusHelpFromTable(t *testing.T) {
 	help := newRootCommand().Long
 	if !regexp.MustCompile(`EXIT STATUS\n  0 +success`).MatchString(help) {
 		t.Errorf("the root command's help has no generated EXIT STATUS:\n%s", help)
+	}
+}
+
+// A library's kind decides the code, whatever else the error wraps.
+func TestExitCodeOfKinds(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{&control.Error{Kind: control.ErrBusy, Err: errors.New("busy")}, exitBusy},
+		{&control.Error{Kind: control.ErrConflict, Err: fmt.Errorf("x: %w", control.ErrBadReply)}, exitConflict},
+		{&daemon.Error{Kind: daemon.ErrIndex, Err: fmt.Errorf("x: %w", control.ErrNoAnswer)}, exitIndex},
+		{fmt.Errorf("m: %w", control.ErrNoAnswer), exitMountFailed},
+		{errors.New("plain"), exitInternal},
+	} {
+		if got := exitCode(c.err); got != c.want {
+			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.want)
+		}
 	}
 }

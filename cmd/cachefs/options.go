@@ -67,9 +67,3 @@ func warnForeign(err error) error {
 	}
 	return err
 }
-
-// removeRecord removes the record of the mount at mnt, if any. A record
-// that stays is harmless: readers check that its daemon runs.
-func removeRecord(mnt string) {
-	_ = os.Remove(runtimeDir().RecordPath(mnt))
-}

@@ -57,22 +57,15 @@ func runStatus(ctx context.Context, g *globalOptions, o *statusOptions, args []s
 	} else {
 		recs = runtimeDir().AllLive(func(err error) { _ = warnForeign(err) })
 	}
-	var replies []*control.StatusReply
-	for _, rec := range recs {
-		r, err := control.StatusOf(ctx, rec)
-		if err != nil {
-			return err
-		}
-		replies = append(replies, r)
+	replies, err := control.StatusAll(ctx, recs)
+	if err != nil {
+		return err
 	}
 	if o.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if len(args) == 1 {
 			return enc.Encode(replies[0])
-		}
-		if replies == nil {
-			replies = []*control.StatusReply{}
 		}
 		return enc.Encode(replies)
 	}
