@@ -1,7 +1,11 @@
 // Package control is the seam between a serving daemon and the commands
 // that ask it questions: the wire types of its control socket, the client
 // that `cachefs status` and `cachefs warm` use, the server the daemon runs,
-// and the runtime records a daemon leaves for `cachefs unmount`.
+// and the runtime records a daemon leaves for `cachefs unmount`. On the
+// commands' side it finds the live mounts (Live, AllLive), follows a warm
+// (WarmAll), unmounts a mount or its writable view and waits for its daemon
+// (Unmount), and pushes a view's changes (Push). Failures carry a kind
+// (ErrNotMounted, ErrBusy, ...) that the CLI maps to an exit code.
 //
 // # Transport
 //
