@@ -38,8 +38,13 @@ func Dial(socket string) *Client {
 	return &Client{http: &http.Client{Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			name, release, err := socketName(socket)
+			if err != nil {
+				return nil, err
+			}
+			defer release()
 			dl := net.Dialer{Timeout: 5 * time.Second}
-			c, err := dl.DialContext(ctx, "unix", socket)
+			c, err := dl.DialContext(ctx, "unix", name)
 			if err != nil {
 				return nil, err
 			}

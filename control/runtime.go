@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -106,4 +108,28 @@ func ReadRecordFile(path string) (*Record, error) {
 	}
 	r := &Record{}
 	return r, json.Unmarshal(b, r)
+}
+
+// RuntimeDirFor says where this user's mounts leave their records. Root's
+// is /run/cachefs whatever the session: a job prologue has no
+// XDG_RUNTIME_DIR, and root's later interactive shell must find its
+// records. Others use $XDG_RUNTIME_DIR/cachefs (xdg) or, failing that, a
+// directory of their own under the shared tmp. An override
+// (CACHEFS_RUNTIME_DIR) beats all of them, for a site that keeps records
+// elsewhere and for test suites that must not see each other's mounts; it
+// is checked like any other.
+func RuntimeDirFor(override, xdg, tmp string) RuntimeDir {
+	if override != "" {
+		d := filepath.Clean(override)
+		return RuntimeDir{Parent: filepath.Dir(d), Names: []string{filepath.Base(d)}}
+	}
+	if os.Geteuid() == 0 {
+		if fi, err := os.Stat("/run"); err == nil && fi.IsDir() {
+			return RuntimeDir{Parent: "/run", Names: []string{"cachefs"}}
+		}
+	}
+	if xdg != "" {
+		return RuntimeDir{Parent: xdg, Names: []string{"cachefs"}}
+	}
+	return RuntimeDir{Parent: tmp, Names: []string{fmt.Sprintf("cachefs-%d", os.Geteuid()), "run"}}
 }

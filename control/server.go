@@ -28,12 +28,8 @@ func Serve(socket string, h Handler, log zerolog.Logger) (stop func(), err error
 	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	ln, err := net.Listen("unix", socket)
+	ln, err := listen(socket)
 	if err != nil {
-		return nil, fmt.Errorf("control: %w", err)
-	}
-	if err := os.Chmod(socket, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -60,6 +56,27 @@ func Serve(socket string, h Handler, log zerolog.Logger) (stop func(), err error
 			log.Debug().Err(err).Msg("control: socket not removed")
 		}
 	}, nil
+}
+
+// listen binds the socket at path, whatever its length, mode 0600.
+func listen(path string) (net.Listener, error) {
+	name, release, err := socketName(path)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		return nil, err
+	}
+	// The listener would unlink its bound name on close, and a
+	// /proc/self/fd name may point elsewhere by then: stop removes path.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 func serveWarm(w http.ResponseWriter, r *http.Request, h Handler, log zerolog.Logger) {

@@ -1,14 +1,20 @@
 // Package control is the seam between a serving daemon and the commands
 // that ask it questions: the wire types of its control socket, the client
 // that `cachefs status` and `cachefs warm` use, the server the daemon runs,
-// and the runtime records a daemon leaves for `cachefs unmount`.
+// and the runtime records a daemon leaves for `cachefs unmount`. On the
+// commands' side it finds the live mounts (Live, AllLive), follows a warm
+// (WarmAll), unmounts a mount or its writable view and waits for its daemon
+// (Unmount), and pushes a view's changes (Push). Failures carry a kind
+// (ErrNotMounted, ErrBusy, ...) that the CLI maps to an exit code.
 //
 // # Transport
 //
 // HTTP over a unix socket in the cache directory (0700, socket 0600): no
 // root needed, nothing visible inside the mount, and only the mount's owner
 // gets in. GET /status answers a StatusReply; POST /warm takes a
-// WarmRequest and streams WarmMsg lines, the last one with Done set.
+// WarmRequest and streams WarmMsg lines, the last one with Done set. A
+// socket path longer than a sockaddr_un holds is bound and reached through
+// /proc/self/fd of its directory, checked to be the user's own.
 //
 // # Deadlines
 //

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"fmt"
 	"io"
 	"time"
 
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/prefetch"
 	"github.com/cachefs/cachefs/snapshot"
+	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 )
 
@@ -84,11 +86,38 @@ type Reporter interface {
 	Ready(Ready)
 }
 
+// ReadySchema is the version of Ready's JSON, which `cachefs mount --json`
+// prints: a field's meaning never changes within a version, and fields are
+// only ever added.
+const ReadySchema = 1
+
 // Ready is what a serving mount tells its launcher.
 type Ready struct {
-	Source, Mountpoint, CacheDir, LogFile string
-	Stats                                 snapshot.Stats
-	Seconds                               float64
-	Pid                                   int
-	Writable                              string `json:",omitempty"`
+	Schema     int            `json:"schema"`
+	Pid        int            `json:"pid"`
+	Source     string         `json:"source"`
+	Mountpoint string         `json:"mountpoint"`
+	CacheDir   string         `json:"cache_dir"`
+	LogFile    string         `json:"log_file"`
+	Stats      snapshot.Stats `json:"snapshot"`
+	// Seconds took the walk of the source, or the load of an index.
+	Seconds float64 `json:"snapshot_seconds"`
+	// Writable describes a writable view: its kind and where its changes go.
+	Writable string `json:"writable,omitempty"`
+}
+
+// Summary is the line `cachefs mount` prints once the mount serves.
+func (r *Ready) Summary() string {
+	s := fmt.Sprintf("cachefs: serving %s at %s: %s snapshotted in %.2fs, %d unreadable; cache %s; log %s; daemon pid %d",
+		r.Source, r.Mountpoint, Entries(r.Stats), r.Seconds, r.Stats.Errors, r.CacheDir, r.LogFile, r.Pid)
+	if r.Writable != "" {
+		s += "; " + r.Writable
+	}
+	return s
+}
+
+// Entries is the size of a snapshot as summaries give it.
+func Entries(s snapshot.Stats) string {
+	return fmt.Sprintf("%s entries (%s dirs, %s files, %s)",
+		humanize.Comma(s.Entries), humanize.Comma(s.Dirs), humanize.Comma(s.Files), humanize.IBytes(uint64(s.Bytes)))
 }

@@ -170,7 +170,7 @@ func (d *state) serve(ctx context.Context, rep Reporter, walkSecs float64) error
 	defer d.startMetrics()()
 	st := d.snap.Stats()
 	rec := &control.Record{Pid: os.Getpid(), Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile, Started: d.started}
-	ready := Ready{Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile,
+	ready := Ready{Schema: ReadySchema, Source: c.Source, Mountpoint: c.Mountpoint, CacheDir: c.CacheDir, LogFile: c.LogFile,
 		Stats: st, Seconds: walkSecs, Pid: os.Getpid()}
 	if d.wv != nil {
 		rec.Writable, ready.Writable = d.wv.record(), d.wv.describe()

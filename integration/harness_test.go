@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachefs/cachefs/daemon"
 	"github.com/cachefs/cachefs/mounttable"
 
 	"golang.org/x/sys/unix"
@@ -163,25 +165,33 @@ func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// pidRe reads the daemon pid from a human summary, for the commands that
+// print no JSON.
 var pidRe = regexp.MustCompile(`daemon pid (\d+)`)
 
-// mount runs `cachefs mount` and expects it to serve; e.run has arranged
-// for the mount and its daemon to be gone when the test ends.
+// mount runs `cachefs mount --json` and expects it to serve; e.run has
+// arranged for the mount and its daemon to be gone when the test ends. It
+// returns the daemon's pid from the JSON object on stdout, and the summary
+// line from stderr.
 func (e *env) mount(src, mnt string, extra ...string) (pid int, summary string) {
 	e.t.Helper()
-	r := e.run(append([]string{"mount", src, mnt}, extra...)...)
+	r := e.run(append([]string{"mount", "--json", src, mnt}, extra...)...)
 	if r.code != 0 {
 		e.t.Fatalf("cachefs mount exited %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	m := pidRe.FindStringSubmatch(r.stdout)
-	if m == nil {
-		e.t.Fatalf("no daemon pid in the summary: %q", r.stdout)
+	var ready daemon.Ready
+	if err := json.Unmarshal([]byte(r.stdout), &ready); err != nil || ready.Schema != daemon.ReadySchema || ready.Pid <= 0 {
+		e.t.Fatalf("mount --json printed %q (%v): want one object of schema %d with the daemon pid", r.stdout, err, daemon.ReadySchema)
 	}
-	pid, _ = strconv.Atoi(m[1])
+	if ready.Mountpoint != mnt {
+		if real, err := filepath.EvalSymlinks(mnt); err != nil || real != ready.Mountpoint {
+			e.t.Fatalf("mount --json names mountpoint %q, want %q", ready.Mountpoint, mnt)
+		}
+	}
 	if !isMounted(mnt) {
 		e.t.Fatalf("cachefs mount returned 0 but %s is not in /proc/self/mountinfo", mnt)
 	}
-	return pid, r.stdout
+	return ready.Pid, r.stderr
 }
 
 // cleanupMount removes a test's mount and daemon by force if the test left

@@ -1,6 +1,7 @@
 package mounttable
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -66,4 +67,43 @@ func ResolveParent(p string) (string, error) {
 // (Resolve): a symlink would hide that one is inside the other.
 func Within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// ErrInterrupted: the context ended while paths were being resolved.
+var ErrInterrupted = errors.New("interrupted while resolving paths")
+
+// ResolveAll resolves each non-empty path in place. A path on a hung
+// filesystem blocks its resolution in the kernel, so it runs aside and the
+// context's end returns at once (with ErrInterrupted).
+func ResolveAll(ctx context.Context, paths ...*string) error {
+	done := make(chan error, 1)
+	out := make([]string, len(paths))
+	go func() {
+		for i, p := range paths {
+			if *p == "" {
+				continue
+			}
+			r, err := Resolve(*p)
+			if err != nil {
+				done <- err
+				return
+			}
+			out[i] = r
+		}
+		done <- nil
+	}()
+	select {
+	case <-ctx.Done():
+		return ErrInterrupted
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	}
+	for i, p := range paths {
+		if *p != "" {
+			*p = out[i]
+		}
+	}
+	return nil
 }

@@ -1,77 +1,24 @@
 package main
 
 import (
-	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
-
 	"github.com/cachefs/cachefs/daemon"
-	"github.com/cachefs/cachefs/prefetch"
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
 
 // earlyOptions say how early and how widely content is fetched before
 // the job asks for it.
-type earlyOptions struct {
-	warm        []string
-	cpuProfile  string
-	maxInFlight int
-	minInFlight int
-}
+type earlyOptions struct{ daemon.EarlySettings }
 
 func (e *earlyOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringArrayVar(&e.warm, "warm", nil, "stage this subtree (relative to SOURCE; . for all of it) in the background from the moment the mount serves, smallest files first, behind the job's reads and within the cache budget; repeatable")
-	f.IntVar(&e.maxInFlight, "max-in-flight", 64, "most background fetches in flight at the source; the daemon finds how many pay below this")
-	f.IntVar(&e.minInFlight, "min-in-flight", 16, "background fetches in flight at the start, and at the least (lowered to --max-in-flight if above it)")
-	f.StringVar(&e.cpuProfile, "cpuprofile", "", "development: write the daemon's CPU profile to this file until it exits")
+	f.StringArrayVar(&e.Warm, "warm", nil, "stage this subtree (relative to SOURCE; . for all of it) in the background from the moment the mount serves, smallest files first, behind the job's reads and within the cache budget; repeatable")
+	f.IntVar(&e.MaxInFlight, "max-in-flight", 64, "most background fetches in flight at the source; the daemon finds how many pay below this")
+	f.IntVar(&e.MinInFlight, "min-in-flight", 16, "background fetches in flight at the start, and at the least (lowered to --max-in-flight if above it)")
+	f.StringVar(&e.Prefetch, "prefetch", "dir", "fetch ahead in the background: dir (on open, the directory's other files), list (on listing, the directory's small files), both (dir,list) or off")
+	f.IntVar(&e.Workers, "prefetch-workers", 0, "files prefetched at once, fixed (0: as many as pay, up to --max-in-flight)")
+	f.IntVar(&e.DirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
+	f.StringVar(&e.DirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
+	f.StringVar(&e.CPUProfile, "cpuprofile", "", "development: write the daemon's CPU profile to this file until it exits")
 	if err := f.MarkHidden("cpuprofile"); err != nil {
 		panic(err)
 	}
-}
-
-// check validates the flags and parses --prefetch (off, or a comma list
-// of dir and list) into what the daemon fetches early.
-func (e *earlyOptions) check(prefetchFlag string) (daemon.Early, error) {
-	out := daemon.Early{Warm: e.warm, CPUProfile: e.cpuProfile}
-	// A site that sets only --max-in-flight 8 means at most 8.
-	e.minInFlight = min(e.minInFlight, e.maxInFlight)
-	if e.maxInFlight < 1 || e.maxInFlight > 4096 || e.minInFlight < 1 {
-		return out, fmt.Errorf("want 1 <= --min-in-flight (%d) <= --max-in-flight (%d) <= 4096", e.minInFlight, e.maxInFlight)
-	}
-	for _, w := range e.warm {
-		if filepath.IsAbs(w) || slices.Contains(strings.Split(filepath.ToSlash(w), "/"), "..") {
-			return out, fmt.Errorf("--warm %q: want a path relative to SOURCE", w)
-		}
-	}
-	if prefetchFlag == "off" {
-		return out, nil
-	}
-	for _, p := range strings.Split(prefetchFlag, ",") {
-		switch strings.TrimSpace(p) {
-		case "dir":
-			out.OnOpen = true
-		case "list":
-			out.OnList = true
-		default:
-			return out, fmt.Errorf("--prefetch %q: want off, or dir, list or dir,list", prefetchFlag)
-		}
-	}
-	return out, nil
-}
-
-// warmLine is the progress of --warm as status shows it.
-func warmLine(w *prefetch.WarmStats) string {
-	state := ""
-	switch {
-	case w.Listing:
-		return "gathering the files to stage"
-	case w.Stopped:
-		state = "; stopped: no room in the cache without evicting what the job read"
-	case w.Done+w.Failed >= w.Files:
-		state = "; done"
-	}
-	return fmt.Sprintf("%s of %s files staged (%s fetched of %s)%s", humanize.Comma(w.Done), humanize.Comma(w.Files),
-		humanize.IBytes(uint64(w.Bytes)), humanize.IBytes(uint64(w.TotalBytes)), state)
 }

@@ -2,38 +2,6 @@ package main
 
 import "testing"
 
-func TestEarlyOptionsCheck(t *testing.T) {
-	e := earlyOptions{maxInFlight: 8, minInFlight: 16}
-	got, err := e.check("dir,list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.minInFlight != 8 || !got.OnOpen || !got.OnList {
-		t.Errorf("got %+v %+v, want min lowered to 8, both policies on", e, got)
-	}
-	e = earlyOptions{maxInFlight: 64, minInFlight: 16}
-	if got, err := e.check("off"); err != nil || got.OnOpen || got.OnList {
-		t.Errorf("off: %v %+v", err, got)
-	}
-	if got, err := e.check("dir"); err != nil || !got.OnOpen || got.OnList {
-		t.Errorf("dir: %v %+v", err, got)
-	}
-	for _, bad := range []earlyOptions{
-		{maxInFlight: 0, minInFlight: 1},
-		{maxInFlight: 5000, minInFlight: 1},
-		{maxInFlight: 8, minInFlight: 1, warm: []string{"/abs"}},
-		{maxInFlight: 8, minInFlight: 1, warm: []string{"a/../../b"}},
-	} {
-		if _, err := bad.check("dir"); err == nil {
-			t.Errorf("%+v accepted", bad)
-		}
-	}
-	e = earlyOptions{maxInFlight: 8, minInFlight: 1}
-	if _, err := e.check("dir,nope"); err == nil {
-		t.Error("--prefetch dir,nope accepted")
-	}
-}
-
 // The default is dir: listing prefetch is opt-in.
 func TestPrefetchDefaultIsDir(t *testing.T) {
 	cmd := newMountCommand(&globalOptions{})

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cachefs/cachefs/control"
@@ -9,8 +11,7 @@ import (
 	"github.com/cachefs/cachefs/push"
 )
 
-// Exit codes are part of the interface: job scripts branch on them. They are
-// listed in the root command's help under EXIT STATUS.
+// Exit codes are part of the interface: job scripts branch on them.
 const (
 	exitOK          = 0
 	exitInternal    = 1
@@ -23,32 +24,59 @@ const (
 	exitBusy        = 8
 	exitCacheDir    = 9
 	exitTimeout     = 10
-	exitIndex       = 11 // snapshot index: unreadable, corrupt, wrong version, too old, or from another source
-	exitDiffers     = 12 // snapshot --check: the index differs from the source
-	exitConflict    = 13 // push: files changed on the source were not overwritten
-	exitPush        = 14 // push: the source refused writes, or entries failed
-	exitPeers       = 15 // --peers: the secret file is unsafe or unreadable, or --listen cannot be bound
+	exitIndex       = 11
+	exitDiffers     = 12
+	exitConflict    = 13
+	exitPush        = 14
+	exitPeers       = 15
 	exitInterrupted = 130
 )
 
-// libraryCodes maps the kinds of error the libraries return to exit codes:
-// the one place where a library's failure becomes a job script's branch.
-var libraryCodes = []struct {
-	kind error
-	code int
+// exitCodes is the one table of exit codes: what each means, as the help's
+// EXIT STATUS section says it, and the kinds of library error that map to
+// it, the one place where a library's failure becomes a job script's branch.
+var exitCodes = []struct {
+	code  int
+	help  string
+	kinds []error
 }{
-	{daemon.ErrSource, exitSource},
-	{daemon.ErrMountpoint, exitMountpoint},
-	{daemon.ErrMounted, exitMounted},
-	{daemon.ErrMountFailed, exitMountFailed},
-	{daemon.ErrCacheDir, exitCacheDir},
-	{daemon.ErrIndex, exitIndex},
-	{daemon.ErrUsage, exitUsage},
-	{daemon.ErrPeers, exitPeers},
-	{daemon.ErrInterrupted, exitInterrupted},
-	{control.ErrNoAnswer, exitMountFailed},
-	{control.ErrBadReply, exitInternal},
-	{push.ErrReadOnly, exitPush},
+	{exitOK, "success", nil},
+	{exitInternal, "internal error", []error{control.ErrBadReply}},
+	{exitUsage, "usage error: unknown flag, wrong arguments", []error{daemon.ErrUsage, control.ErrPath}},
+	{exitSource, "source error: missing, not a directory, unreadable", []error{daemon.ErrSource}},
+	{exitMountpoint, "mountpoint error: not a directory, not empty, cannot be created, or it would hide the source or the cache directory", []error{daemon.ErrMountpoint}},
+	{exitMounted, "mountpoint already mounted", []error{daemon.ErrMounted}},
+	{exitMountFailed, "mount failed: FUSE unavailable, permission denied, daemon died", []error{daemon.ErrMountFailed, control.ErrNoAnswer}},
+	{exitNotMounted, "not mounted", []error{control.ErrNotMounted}},
+	{exitBusy, "busy: files are open on the mount (unmount --lazy detaches)", []error{control.ErrBusy}},
+	{exitCacheDir, "cache directory error: unusable, in use, or not yours alone (owned by another user, a symlink, or open to others); the same for the runtime directory and the log file", []error{daemon.ErrCacheDir, control.ErrNotCached}},
+	{exitTimeout, "timed out waiting for the daemon", []error{control.ErrTimeout}},
+	{exitIndex, "snapshot index error: cannot be read or written, corrupt, wrong version, too old, or made from another source", []error{daemon.ErrIndex}},
+	{exitDiffers, "snapshot --check: the index differs from the source", []error{daemon.ErrDiffers}},
+	{exitConflict, "push: files changed on SOURCE since the snapshot were not overwritten", []error{control.ErrConflict}},
+	{exitPush, "push: SOURCE is read-only, or some entries could not be pushed", []error{control.ErrPush, push.ErrReadOnly}},
+	{exitPeers, "--peers: the secret file is unsafe (not yours, open to others, a symlink) or unreadable, or the --listen address cannot be bound", []error{daemon.ErrPeers}},
+	{exitInterrupted, "interrupted", []error{daemon.ErrInterrupted, control.ErrInterrupted}},
+}
+
+// exitStatusHelp is the EXIT STATUS section of every command's help.
+var exitStatusHelp = exitStatusSection()
+
+func exitStatusSection() string {
+	var b strings.Builder
+	b.WriteString("\nEXIT STATUS\n")
+	for _, c := range exitCodes {
+		line := fmt.Sprintf("  %-3d", c.code)
+		for _, w := range strings.Fields(c.help) {
+			if len(line)+1+len(w) > 76 {
+				b.WriteString(line + "\n")
+				line = "     "
+			}
+			line += " " + w
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
 
 // exitError carries an exit code with the error that causes it.
@@ -74,13 +102,27 @@ func withCode(code int, err error) error {
 
 func usageError(err error) error { return withCode(exitUsage, err) }
 
+// knownCode finds err's code: its own, else its kind's (a library's
+// innermost, the most specific), else that of any library error it wraps.
 func knownCode(err error) (int, bool) {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code, true
 	}
-	for _, c := range libraryCodes {
-		if errors.Is(err, c.kind) {
+	kind := daemon.KindOf(err)
+	if ce := (*control.Error)(nil); kind == nil && errors.As(err, &ce) {
+		kind = ce.Kind
+	}
+	if code, ok := tableCode(func(k error) bool { return k == kind }); ok {
+		return code, true
+	}
+	return tableCode(func(k error) bool { return errors.Is(err, k) })
+}
+
+// tableCode is the code of the first kind in the table that matches.
+func tableCode(match func(kind error) bool) (int, bool) {
+	for _, c := range exitCodes {
+		if slices.ContainsFunc(c.kinds, match) {
 			return c.code, true
 		}
 	}

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cachefs/cachefs/daemon"
@@ -16,10 +13,10 @@ import (
 // indexOptions choose where a mount's snapshot comes from: a walk of the
 // source, or a snapshot index file written earlier.
 type indexOptions struct {
-	path     pathFlag    // --index: load instead of walking
-	maxAge   ageDuration // --max-index-age: 0 means no limit
-	savePath pathFlag    // --save-index: also write the walk's index here
-	reuse    bool        // --reuse-index: keep one in the cache dir, reuse it while the root is unchanged
+	path     pathFlag   // --index: load instead of walking
+	maxAge   daemon.Age // --max-index-age: 0 means no limit
+	savePath pathFlag   // --save-index: also write the walk's index here
+	reuse    bool       // --reuse-index: keep one in the cache dir, reuse it while the root is unchanged
 }
 
 func (o *indexOptions) AddFlags(f *pflag.FlagSet) {
@@ -29,14 +26,9 @@ func (o *indexOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.reuse, "reuse-index", false, "keep an index in the cache directory and load it instead of walking while SOURCE's root keeps its inode, device, mtime and ctime")
 }
 
-// config checks that the options go together; paths go absolute.
-func (o *indexOptions) config() (daemon.IndexConfig, error) {
-	if o.path != "" && o.reuse {
-		return daemon.IndexConfig{}, usageError(errors.New("--index and --reuse-index exclude each other: --index names the index to load"))
-	}
-	if o.path != "" && o.savePath != "" {
-		return daemon.IndexConfig{}, usageError(errors.New("--save-index writes the index of a walk, and --index skips the walk; to copy an index, copy the file"))
-	}
+// config types the options, paths made absolute; the daemon checks that
+// they go together.
+func (o *indexOptions) config() daemon.IndexConfig {
 	c := daemon.IndexConfig{MaxAge: time.Duration(o.maxAge), Reuse: o.reuse}
 	if o.path != "" {
 		c.Path = o.path.abs()
@@ -44,39 +36,8 @@ func (o *indexOptions) config() (daemon.IndexConfig, error) {
 	if o.savePath != "" {
 		c.SavePath = o.savePath.abs()
 	}
-	return c, nil
+	return c
 }
-
-// ageDuration is a flag value taking Go durations plus days ("7d", "1.5d").
-type ageDuration time.Duration
-
-func (a ageDuration) String() string {
-	if a == 0 {
-		return "0"
-	}
-	return time.Duration(a).String()
-}
-
-func (a *ageDuration) Set(s string) error {
-	s = strings.TrimSpace(s)
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		f, err := strconv.ParseFloat(days, 64)
-		if err != nil || f < 0 || f > 1e5 {
-			return fmt.Errorf("want a duration such as 90m, 12h or 7d")
-		}
-		d = time.Duration(f * float64(24*time.Hour))
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil || d < 0 {
-			return fmt.Errorf("want a duration such as 90m, 12h or 7d")
-		}
-	}
-	*a = ageDuration(d)
-	return nil
-}
-
-func (a ageDuration) Type() string { return "duration" }
 
 // indexSummary is the size of an index for summary lines.
 func indexSummary(info snapshot.IndexInfo) string {

@@ -11,18 +11,17 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 
-	"github.com/rs/zerolog"
+	"github.com/cachefs/cachefs/daemon"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
+
+// signals is the process's one signal policy.
+var signals daemon.Signals
 
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := signals.route(cancel)
+	stop := signals.Route(cancel)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
 	cancel()
@@ -32,116 +31,12 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
-// signals is the process's one signal policy.
-var signals signalPolicy
-
-// signalPolicy decides what the signals cachefs handles do. SIGINT and
-// SIGTERM cancel the command; a daemon then unmounts, lazily if files are
-// open. SIGHUP cancels a command like Ctrl-C, as a terminal that goes away
-// expects. A daemon, once it says so (serving), must outlive whatever a
-// job environment sends short of SIGTERM and SIGKILL (SLURM's --signal,
-// a stray kill -HUP), or readers get ENOTCONN and a dead mount is left:
-// it answers SIGUSR1 with a status line in its log, logs SIGHUP and
-// SIGUSR2 and carries on, and ignores SIGPIPE so that a write to a closed
-// stdout or stderr fails instead of killing it. The Go runtime already
-// ignores SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGIO and SIGPWR that no
-// one asked for.
-type signalPolicy struct {
-	mu     sync.Mutex
-	daemon bool
-	log    zerolog.Logger
-	status func() string // nil until the daemon serves
-}
-
-// route applies the policy until stop is called.
-func (p *signalPolicy) route(cancel context.CancelFunc) (stop func()) {
-	ch := make(chan os.Signal, 8)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case sig := <-ch:
-				p.handle(sig, cancel)
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
-	}
-}
-
-func (p *signalPolicy) handle(sig os.Signal, cancel context.CancelFunc) {
-	p.mu.Lock()
-	daemon, log, status := p.daemon, p.log, p.status
-	p.mu.Unlock()
-	switch {
-	case sig == os.Interrupt || sig == syscall.SIGTERM:
-		cancel()
-	case !daemon && sig == syscall.SIGHUP:
-		cancel()
-	case daemon && sig == syscall.SIGUSR1 && status != nil:
-		log.Info().Str("signal", "SIGUSR1").Msg("status: " + status())
-	case daemon:
-		name := sig.String()
-		if s, ok := sig.(syscall.Signal); ok {
-			name = unix.SignalName(s)
-		}
-		log.Info().Str("signal", name).Msg("signal ignored; the mount keeps serving (SIGTERM unmounts)")
-	}
-}
-
-// serving switches the process to the daemon's policy; log receives the
-// lines signals cause, and status, if not nil, makes SIGUSR1's line.
-func (p *signalPolicy) serving(log zerolog.Logger, status func() string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.daemon {
-		signal.Ignore(syscall.SIGPIPE)
-	}
-	p.daemon, p.log, p.status = true, log, status
-}
-
-const exitStatusHelp = `
-EXIT STATUS
-  0   success
-  1   internal error
-  2   usage error: unknown flag, wrong arguments
-  3   source error: missing, not a directory, unreadable
-  4   mountpoint error: not a directory, not empty, cannot be created, or
-      it would hide the source or the cache directory
-  5   mountpoint already mounted
-  6   mount failed: FUSE unavailable, permission denied, daemon died
-  7   not mounted
-  8   busy: files are open on the mount (unmount --lazy detaches)
-  9   cache directory error: unusable, in use, or not yours alone (owned
-      by another user, a symlink, or open to others); the same for the
-      runtime directory and the log file
-  10  timed out waiting for the daemon
-  11  snapshot index error: cannot be read or written, corrupt, wrong
-      version, too old, or made from another source
-  12  snapshot --check: the index differs from the source
-  13  push: files changed on SOURCE since the snapshot were not overwritten
-  14  push: SOURCE is read-only, or some entries could not be pushed
-  15  --peers: the secret file is unsafe (not yours, open to others, a
-      symlink) or unreadable, or the --listen address cannot be bound
-  130 interrupted
-`
-
 func newRootCommand() *cobra.Command {
 	g := &globalOptions{}
 	cmd := &cobra.Command{
-		Use:   "cachefs",
-		Short: "Read-through caching FUSE filesystem for HPC jobs",
-		Long: `cachefs serves a tree of a shared filesystem (Lustre, GPFS, NFS) through a
-FUSE mount on a compute node. Metadata is snapshotted once, by a parallel
-walk, when the mount starts; after that every stat, lookup, listing and
-readlink is answered from memory and never reaches the shared metadata
-server. File contents are copied in blocks to node-local disk the first time
-they are read, and served from there afterwards.` + "\n" + exitStatusHelp,
+		Use:           "cachefs",
+		Short:         "Read-through caching FUSE filesystem for HPC jobs",
+		Long:          help("cachefs", "\n"+exitStatusHelp),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -2,19 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
-	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/daemon"
-	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/prefetch"
-	"github.com/dustin/go-humanize"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -24,47 +16,32 @@ import (
 // into a daemon.Config; the launcher forwards the flags the user set to the
 // daemon as they are (forwardedFlags), so no flag is listed twice.
 type mountOptions struct {
-	walkers          int
-	foreground       bool
-	allowOther       bool
-	cacheDir         pathFlag
-	logFile          pathFlag
-	debugFuse        bool
-	readyFd          int
-	cacheSize        string
-	blockSize        string
-	readAhead        int
-	passthru         string
-	index            indexOptions
-	prefetch         string
-	prefetchWorkers  int
-	prefetchDirFiles int
-	prefetchDirBytes string
-	writable         bool
-	early            earlyOptions
-	metrics          metricsOptions
-	peers            peerOptions
+	s                 daemon.Settings
+	foreground, json  bool
+	readyFd           int
+	cacheDir, logFile pathFlag
+	index             indexOptions
+	early             earlyOptions
+	metrics           metricsOptions
+	peers             peerOptions
 }
 
 func (o *mountOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.IntVar(&o.walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
+	f.IntVar(&o.s.Walkers, "walkers", 64, "metadata calls kept in flight while walking the source")
 	f.BoolVar(&o.foreground, "foreground", false, "stay attached: serve until unmounted or interrupted")
-	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root); the walk then records POSIX ACLs for the kernel to enforce")
+	f.BoolVar(&o.s.AllowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root); the walk then records POSIX ACLs for the kernel to enforce")
 	f.Var(&o.cacheDir, "cache-dir", "node-local directory for the cache and the daemon log (default: $TMPDIR/cachefs-UID/NAME-HASH)")
 	f.Var(&o.logFile, "log-file", "daemon log file (default: CACHE-DIR/cachefs.log)")
-	f.StringVar(&o.cacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
-	f.StringVar(&o.blockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
-	f.IntVar(&o.readAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
+	f.StringVar(&o.s.CacheSize, "cache-size", "50%", "most bytes the cache keeps on disk: a size (50G, 500GiB) or a share of the cache filesystem (80%)")
+	f.StringVar(&o.s.BlockSize, "block-size", "1MiB", "unit in which contents are fetched and cached")
+	f.IntVar(&o.s.ReadAhead, "read-ahead", 4, "blocks fetched ahead of a sequential reader (0 turns it off)")
 	// No default for a bare --passthrough: with one, pflag would take the
 	// "off" of "--passthrough off" for a positional argument.
-	f.StringVar(&o.passthru, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
-	f.StringVar(&o.prefetch, "prefetch", "dir", "fetch ahead in the background: dir (on open, the directory's other files), list (on listing, the directory's small files), both (dir,list) or off")
-	f.IntVar(&o.prefetchWorkers, "prefetch-workers", 0, "files prefetched at once, fixed (0: as many as pay, up to --max-in-flight)")
-	f.IntVar(&o.prefetchDirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
-	f.StringVar(&o.prefetchDirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
-	f.BoolVar(&o.writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
-	f.BoolVar(&o.debugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
+	f.StringVar(&o.s.Passthrough, "passthrough", "auto", "auto, on or off: on, every open is a round trip to the daemon, which hands fully cached files to the kernel to read directly (Linux 6.9+, root); off, the kernel opens files itself with no round trip and re-reads come from the page cache; auto picks on when files average 4 MiB or more")
+	f.BoolVar(&o.s.Writable, "writable", false, "accept writes: changes land in the cache directory, never in SOURCE, until 'cachefs push'")
+	f.BoolVar(&o.json, "json", false, "once the mount serves, print one JSON object on stdout (pid, paths, snapshot size and time; \"schema\": 1, see docs/operations.md) and the summary line on stderr")
+	f.BoolVar(&o.s.DebugFuse, "debug-fuse", false, "log every FUSE request (very verbose)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "internal: report progress and readiness on this descriptor")
 	if err := f.MarkHidden("ready-fd"); err != nil {
 		panic(err)
@@ -80,30 +57,8 @@ func newMountCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mount SOURCE MOUNTPOINT",
 		Short: "Snapshot SOURCE's metadata and serve it at MOUNTPOINT",
-		Long: `Walk SOURCE once, in parallel, and mount a read-only view of it at MOUNTPOINT.
-The command returns once the mount is serving, leaving a daemon in the
-background (--foreground keeps it attached). After that, metadata is served
-from memory: the source sees no stat, lookup, readdir or readlink again.
-
-MOUNTPOINT is created if missing and must be empty. A mount left behind by a
-killed daemon is cleaned first. Symlinks in SOURCE and MOUNTPOINT are
-resolved first: the mount is made, reported and found at the real path.
-
-With --allow-other the walk also records POSIX ACLs (one more metadata call
-per entry) and the kernel enforces them for every user. A mount without it
-is reachable by its own user only, whom the source refuses whatever an ACL
-refuses when the daemon opens a file, so it skips them. For the same reason
---allow-other refuses an --index made without ACLs (exit status 11).
-
-With --writable, clients may create, rewrite, rename, lock and mmap files
-through the mount: changes land in CACHE-DIR/writable on node-local disk,
-never in SOURCE, until 'cachefs push' (or 'cachefs unmount --push') copies
-them back. Root gets the kernel's overlayfs, other users fuse-overlayfs.
-
-The default cache directory, under the shared $TMPDIR, is used only if it
-is yours, mode 0700 and not a symlink; anything else there fails with
-exit status 9.` + "\n" + exitStatusHelp,
-		Args: exactArgs(2),
+		Long:  help("mount", "\n"+exitStatusHelp),
+		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMount(cmd.Context(), g, o, cmd.Flags(), args)
 		},
@@ -115,119 +70,20 @@ exit status 9.` + "\n" + exitStatusHelp,
 // parse checks every flag and argument and resolves the paths, creating
 // nothing: a usage error is found before anything exists.
 func (o *mountOptions) parse(ctx context.Context, g *globalOptions, args []string) (daemon.Config, error) {
-	var c daemon.Config
-	var err error
-	if c.Logger, err = g.logger(os.Stderr); err != nil {
-		return c, err
-	}
-	if o.walkers < 1 || o.walkers > 4096 {
-		return c, usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
-	}
-	if c.Passthrough, err = parsePassthrough(o.passthru); err != nil {
-		return c, err
-	}
-	if c.Prefetch, c.Early, err = o.prefetchOptions(); err != nil {
-		return c, err
-	}
-	if o.writable {
-		if err := daemon.CheckWritable(); err != nil {
-			return c, err
-		}
-	}
-	if c.Cache, err = parseCacheSize(o.cacheSize); err != nil {
-		return c, usageError(err)
-	}
-	bs, err := humanize.ParseBytes(o.blockSize)
-	if err != nil || bs < 4096 || bs > 64<<20 || bs&(bs-1) != 0 {
-		return c, usageError(fmt.Errorf("--block-size %q: want a power of two from 4KiB to 64MiB", o.blockSize))
-	}
-	if c.Index, err = o.index.config(); err != nil {
-		return c, err
-	}
-	if c.Peers, err = o.peers.config(ctx); err != nil {
-		return c, err
-	}
-	c.Walkers, c.AllowOther, c.DebugFuse, c.BlockSize, c.ReadAhead = o.walkers, o.allowOther, o.debugFuse, int64(bs), o.readAhead
-	c.Writable = o.writable
-	if c.Metrics, err = o.metrics.config(); err != nil {
-		return c, err
-	}
-	c.Runtime = runtimeDir()
-	return c, o.paths(ctx, &c, args)
-}
-
-// paths resolves every path, so that everything after this knows each by
-// its real name: the kernel mounts at a link's target, mountinfo and the
-// runtime record name that, and only real paths can be compared for
-// containment. A cache directory or log file that is itself a symlink is
-// refused when opened, not followed: it may be a link another user planted.
-func (o *mountOptions) paths(ctx context.Context, c *daemon.Config, args []string) error {
-	c.Source, c.Mountpoint = args[0], args[1]
-	if err := resolveAll(ctx, &c.Source, &c.Mountpoint); err != nil {
-		return err
-	}
-	var err error
-	for _, p := range []struct {
-		in  pathFlag
-		out *string
-	}{{o.cacheDir, &c.CacheDir}, {o.logFile, &c.LogFile}} {
-		if p.in != "" {
-			if *p.out, err = mounttable.ResolveParent(string(p.in)); err != nil {
-				return usageError(err)
-			}
-		}
-	}
-	if c.CacheDir == "" {
-		if c.CacheUnder, c.CacheDir, err = defaultCacheDir(c.Source); err != nil {
-			return withCode(exitCacheDir, fmt.Errorf("cache dir: %w", err))
-		}
-	}
-	if c.LogFile == "" {
-		c.LogFile = cachedir.Layout(c.CacheDir).Log()
-	}
-	return nil
-}
-
-func parsePassthrough(s string) (daemon.Passthrough, error) {
-	switch s {
-	case "auto":
-		return daemon.PassthroughAuto, nil
-	case "on", "true":
-		return daemon.PassthroughOn, nil
-	case "off", "false":
-		return daemon.PassthroughOff, nil
-	}
-	return 0, usageError(fmt.Errorf("--passthrough %q: want auto, on or off", s))
-}
-
-func (o *mountOptions) prefetchOptions() (prefetch.Options, daemon.Early, error) {
-	early, err := o.early.check(o.prefetch)
+	log, err := g.logger(os.Stderr)
 	if err != nil {
-		return prefetch.Options{}, early, usageError(err)
+		return daemon.Config{}, err
 	}
-	pfb, err := humanize.ParseBytes(o.prefetchDirBytes)
-	if err != nil || pfb == 0 {
-		return prefetch.Options{}, early, usageError(fmt.Errorf("--prefetch-dir-bytes %q: want a size such as 1GiB", o.prefetchDirBytes))
+	metrics, err := o.metrics.config()
+	if err != nil {
+		return daemon.Config{}, err
 	}
-	return prefetch.Options{Workers: o.prefetchWorkers, MaxInFlight: o.early.maxInFlight, MinInFlight: o.early.minInFlight,
-		PerDir: o.prefetchDirFiles, DirBytes: int64(pfb)}, early, nil
-}
-
-// parseCacheSize reads "50G", "500GiB" or "80%" (of the filesystem that
-// will hold the cache directory, measured by the daemon).
-func parseCacheSize(s string) (daemon.CacheSize, error) {
-	if pct, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
-		p, err := strconv.ParseFloat(pct, 64)
-		if err != nil || p <= 0 || p > 100 {
-			return daemon.CacheSize{}, fmt.Errorf("--cache-size %q: want a share from 0 to 100%%", s)
-		}
-		return daemon.CacheSize{Percent: p}, nil
-	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n == 0 {
-		return daemon.CacheSize{}, fmt.Errorf("--cache-size %q: want a size such as 50G or 500GiB, or a share such as 80%%", s)
-	}
-	return daemon.CacheSize{Bytes: int64(n)}, nil
+	s := o.s
+	s.Source, s.Mountpoint, s.CacheDir, s.LogFile, s.TmpDir = args[0], args[1], string(o.cacheDir), string(o.logFile), os.Getenv("TMPDIR")
+	s.Early, s.Peers, s.Index = o.early.EarlySettings, o.peers.settings(), o.index.config()
+	c, err := s.Config(ctx)
+	c.Logger, c.Metrics, c.Runtime = log, metrics, runtimeDir()
+	return c, err
 }
 
 func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pflag.FlagSet, args []string) error {
@@ -235,24 +91,23 @@ func runMount(ctx context.Context, g *globalOptions, o *mountOptions, flags *pfl
 	if err != nil {
 		return err
 	}
+	term := newTermReporter()
+	term.json = o.json
 	if o.readyFd <= 0 && !o.foreground {
-		return launch(ctx, c, forwardedFlags(flags), 0)
+		return launch(ctx, c, forwardedFlags(flags), 0, term)
 	}
-	signals.serving(c.Logger, nil)
-	c.Serving = signals.serving
+	signals.Serving(c.Logger, nil)
+	c.Serving = signals.Serving
 	if o.readyFd <= 0 {
-		return daemon.Run(ctx, c, newTermReporter())
+		return daemon.Run(ctx, c, term)
 	}
 	c.LogTo = func(w io.Writer) zerolog.Logger {
 		log, _ := g.logger(w) // the level and format were checked by parse
 		return log
 	}
-	pipe := os.NewFile(uintptr(o.readyFd), "ready")
-	rep := &pipeReporter{enc: json.NewEncoder(pipe)}
+	rep := daemon.NewPipeReporter(os.NewFile(uintptr(o.readyFd), "ready"))
 	err = daemon.Run(ctx, c, rep)
-	if err != nil && !rep.sent {
-		rep.send(daemonMsg{Error: err.Error(), Code: exitCode(err)})
-	}
+	rep.Fail(err)
 	return err
 }
 

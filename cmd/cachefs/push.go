@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/overlay"
 	"github.com/cachefs/cachefs/push"
-	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -37,17 +34,8 @@ func newPushCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push MOUNTPOINT",
 		Short: "Copy the changes made through a writable mount to SOURCE",
-		Long: `Copy the new and changed files, new directories and symlinks of a
---writable mount to SOURCE. Each file is written to a temporary name in its
-target directory, synced and renamed over the target, so readers of SOURCE
-see the old file or the new one and a killed push leaves no partial file.
-
-A file that changed on SOURCE since the mount's snapshot is not overwritten
-unless --force: it is reported as a conflict and the exit status is 13.
-Pushes into one directory take turns (flock), so of two jobs pushing the
-same new file one complete version wins and the other reports a conflict.
-Lock files (*.lock) are never pushed; deletions only with --delete.` + "\n" + exitStatusHelp,
-		Args: exactArgs(1),
+		Long:  help("push", "\n"+exitStatusHelp),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPush(cmd.Context(), g, o, args)
 		},
@@ -83,61 +71,26 @@ func pushRecord(ctx context.Context, g *globalOptions, o *pushOptions, rec *cont
 	if err != nil {
 		return err
 	}
-	l := overlay.LayoutOf(rec.Writable.Dir)
-	base, _, err := snapshot.ReadIndex(l.Base)
-	if err != nil {
-		return withCode(exitPush, fmt.Errorf("push: the base snapshot %s: %w", l.Base, err))
-	}
 	term := newTermReporter()
-	res, err := push.Run(ctx, push.Options{Source: rec.Source, Upper: l.Upper, Base: base,
-		Force: o.force, Delete: o.delete, DryRun: o.dryRun, Exclude: o.exclude,
+	res, err := control.Push(ctx, rec, push.Options{Force: o.force, Delete: o.delete, DryRun: o.dryRun, Exclude: o.exclude,
 		Logger:   log.With().Str("component", "push").Logger(),
 		Progress: func(r push.Result) { term.pushProgress(r) }})
 	term.clear()
-	printPush(o, rec, res)
-	switch {
-	case ctx.Err() != nil:
-		return withCode(exitInterrupted, errors.New("push interrupted; SOURCE holds only complete files"))
-	case errors.Is(err, push.ErrReadOnly):
-		return withCode(exitPush, fmt.Errorf("%s: %w", rec.Source, err))
-	case err != nil:
-		return withCode(exitPush, err)
-	case res.Failed > 0:
-		return withCode(exitPush, fmt.Errorf("push: %d entries could not be pushed (see the log lines above)", res.Failed))
-	case res.Conflicts > 0:
-		return withCode(exitConflict, fmt.Errorf("push: %d files changed on %s since the snapshot and were not overwritten (--force overwrites them)", res.Conflicts, rec.Source))
+	if res != nil {
+		printPush(o, rec, res)
 	}
-	return nil
+	return err
 }
 
 func (t *termReporter) pushProgress(r push.Result) {
-	if !t.tty {
-		return
-	}
-	fmt.Fprintf(os.Stderr, "\r\033[Kpushing: %d files (%s), %d dirs, %d conflicts", r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Conflicts)
-	t.drawn = true
+	t.draw("pushing: %d files (%s), %d dirs, %d conflicts", r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Conflicts)
 }
 
 func printPush(o *pushOptions, rec *control.Record, r *push.Result) {
-	if o.json {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Println(string(b))
+	if !o.json {
+		fmt.Print(control.PushReport(r, rec.Source))
 		return
 	}
-	verb := "pushed"
-	if r.DryRun {
-		verb = "would push"
-		for _, e := range r.Entries {
-			fmt.Printf("%s\t%s\n", e.Action, e.Path)
-		}
-	} else {
-		for _, e := range r.Entries {
-			if e.Action == push.Conflict || e.Action == push.Failed {
-				fmt.Printf("%s\t%s\t%s\n", e.Action, e.Path, e.Error)
-			}
-		}
-	}
-	fmt.Printf("cachefs: %s %d files (%s), %d dirs, %d symlinks, %d deletions to %s; %d unchanged, %d excluded, %d conflicts, %d deletions not pushed, %d failed\n",
-		verb, r.Copied, humanize.IBytes(uint64(r.Bytes)), r.Dirs, r.Symlinks, r.Deleted, rec.Source,
-		r.Unchanged, r.Excluded, r.Conflicts, r.NotPushed, r.Failed)
+	b, _ := json.MarshalIndent(r, "", "  ")
+	fmt.Println(string(b))
 }

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -15,10 +12,8 @@ import (
 
 	"github.com/cachefs/cachefs/control"
 	"github.com/cachefs/cachefs/jobrun"
-	"github.com/cachefs/cachefs/mounttable"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 )
 
 type runOptions struct {
@@ -53,30 +48,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run SOURCE MOUNTPOINT [flags] -- COMMAND [ARG...]",
 		Short: "Mount SOURCE at MOUNTPOINT, run COMMAND, unmount, and exit with COMMAND's status",
-		Long: `Mount SOURCE at MOUNTPOINT as 'cachefs mount' does (same flags), run COMMAND
-with CACHEFS_MOUNTPOINT (and every --env NAME) set to the mountpoint, and
-unmount when COMMAND ends. The daemon is started by this process and dies
-with it, so it belongs to the same job step as COMMAND: a scheduler that
-ends the step ends the mount, and nothing is left behind.
-
-SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 are forwarded to COMMAND's process
-group. After SIGINT or SIGTERM, COMMAND has --grace to finish before it is
-killed; then the mount goes. A scheduler that signals the whole step also
-reaches the daemon, which then unmounts (lazily while files are open:
-those keep working, new opens fail).
-
-The mount's summary and the unmount's figures go to stderr, so that
-COMMAND's stdout stays its own.
-
-EXIT STATUS
-  COMMAND's exit status, or 128+N if signal N killed it; 126 if COMMAND
-  cannot be executed, 127 if it is not found. If the mount fails, the
-  status of 'cachefs mount' (below) and COMMAND does not run. If COMMAND
-  succeeded but the push (--push) or the unmount failed, the status of
-  'cachefs push' or 'cachefs unmount'.
-  The statuses of 'cachefs mount' and 'cachefs unmount':
-` + strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n"),
-		Args: runArgs,
+		Long:  help("run", "\n"+strings.TrimPrefix(exitStatusHelp, "\nEXIT STATUS\n")),
+		Args:  runArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd.Context(), g, o, cmd.Flags(), args[:2], args[2:])
 		},
@@ -93,15 +66,10 @@ func runArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// forwarded are the signals COMMAND gets from cachefs run.
-var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2}
-
 func runRun(ctx context.Context, g *globalOptions, o *runOptions, flags *pflag.FlagSet, paths, command []string) error {
 	for _, n := range o.env {
-		if !envName.MatchString(n) {
-			return usageError(fmt.Errorf("--env %q: want an environment variable name", n))
+		if err := jobrun.CheckEnvName(n); err != nil {
+			return usageError(err)
 		}
 	}
 	if o.mount.foreground || o.grace < 0 || o.unmountTimeout <= 0 {
@@ -117,7 +85,6 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, flags *pflag.F
 	if err != nil {
 		return err
 	}
-	log, mnt := c.Logger, c.Mountpoint
 	// The daemon gets SIGTERM when the thread that started it dies, so this
 	// goroutine keeps its thread for the life of the process: a killed
 	// cachefs run then takes its mount with it.
@@ -125,32 +92,28 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, flags *pflag.F
 	stdout := os.Stdout
 	os.Stdout = os.Stderr
 	defer func() { os.Stdout = stdout }()
-
-	if err := launch(ctx, c, forwardedFlags(flags), syscall.SIGTERM); err != nil {
+	term := newTermReporter()
+	term.json, term.noLine = o.mount.json, true
+	if err := launch(ctx, c, forwardedFlags(flags), syscall.SIGTERM, term); err != nil {
 		return err
 	}
-	rec, _ := readRecord(mnt)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
-
+	rec, _ := readRecord(c.Mountpoint)
+	sigs, stop := jobrun.Notify()
+	defer stop()
 	st := jobrun.Status{Code: exitInterrupted}
-	var runErr error
+	runErr := withCode(exitInterrupted, errors.New("interrupted once mounted; the command did not run"))
 	// A signal that came between the mount and Notify ended the job
 	// already: the command does not start.
 	if ctx.Err() == nil {
-		cmd := exec.Command(command[0], command[1:]...)
-		cmd.Env = append(os.Environ(), "CACHEFS_MOUNTPOINT="+mnt)
-		for _, n := range o.env {
-			cmd.Env = append(cmd.Env, n+"="+mnt)
-		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, os.Stderr
-		st, runErr = jobrun.Run(cmd, jobrun.Options{Signals: sigs, Grace: o.grace, Terminal: os.Stdin, Log: log})
-	} else {
-		runErr = withCode(exitInterrupted, errors.New("interrupted once mounted; the command did not run"))
+		job := jobrun.Job{Argv: command, Mountpoint: c.Mountpoint, Env: o.env, Stdout: stdout}
+		st, runErr = job.Run(jobrun.Options{Signals: sigs, Grace: o.grace, Log: c.Logger})
 	}
 	pushErr := beforeUnmount(ctx, g, o, rec)
-	umErr := unmountAtEnd(g, o, mnt, rec, pushErr)
+	u, umErr := (&unmountOptions{timeout: o.unmountTimeout, keep: o.push && pushErr != nil}).unmount(g, c.Mountpoint)
+	if umErr == nil {
+		u.Pushed = o.push && pushErr == nil
+		umErr = u.AfterJob(rec)
+	}
 	return runResult(st, runErr, pushErr, umErr)
 }
 
@@ -172,46 +135,6 @@ func beforeUnmount(ctx context.Context, g *globalOptions, o *runOptions, rec *co
 	return pushRecord(context.WithoutCancel(ctx), g, &o.pushOpt, rec)
 }
 
-// unmountAtEnd unmounts after COMMAND: busy (something COMMAND left behind
-// still has files open) falls back to a lazy detach; a mount its daemon
-// already took away (the scheduler signalled the whole step) needs only
-// the wait for that daemon. A writable view's changes are kept unless
-// they were all pushed.
-func unmountAtEnd(g *globalOptions, o *runOptions, mnt string, rec *control.Record, pushErr error) error {
-	ctx := context.Background()
-	pushed := o.push && pushErr == nil
-	keep := o.push && pushErr != nil
-	err := runUnmount(ctx, g, &unmountOptions{timeout: o.unmountTimeout, keep: keep, pushed: pushed}, []string{mnt})
-	code := exitCode(err)
-	// The daemon, signalled with the rest of the step, may unmount between
-	// our look at the mount table and our unmount.
-	if _, mounted, ferr := mounttable.Find(mnt); err != nil && ferr == nil && !mounted {
-		code = exitNotMounted
-	}
-	switch code {
-	case exitBusy:
-		return runUnmount(ctx, g, &unmountOptions{lazy: true, timeout: o.unmountTimeout, keep: keep, pushed: pushed}, []string{mnt})
-	case exitNotMounted:
-		if rec != nil && !waitGoneFor(rec.Pid, o.unmountTimeout) {
-			return withCode(exitTimeout, fmt.Errorf("%s was unmounted, but %s after %s", mnt, stillThere(rec.Pid), o.unmountTimeout))
-		}
-		fmt.Printf("cachefs: %s was already unmounted (its daemon was signalled)\n", mnt)
-		return nil
-	}
-	return err
-}
-
-func waitGoneFor(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for mounttable.ProcessAlive(pid) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 // runResult maps the job's outcome to one error carrying the exit status.
 func runResult(st jobrun.Status, runErr, pushErr, umErr error) error {
 	switch {
@@ -219,20 +142,11 @@ func runResult(st jobrun.Status, runErr, pushErr, umErr error) error {
 		return withCode(st.Code, runErr)
 	case st.Code == 0 && pushErr != nil:
 		return pushErr
-	case st.Code == 0 && umErr != nil:
-		return umErr
 	case st.Code == 0:
-		return nil
+		return umErr
 	}
 	if pushErr != nil || umErr != nil {
 		fmt.Fprintf(os.Stderr, "cachefs: after the command: %v\n", errors.Join(pushErr, umErr))
 	}
-	if st.Signal != 0 {
-		how := ""
-		if st.Killed {
-			how = " after its grace period"
-		}
-		return &exitError{code: st.Code, err: fmt.Errorf("command killed by %s%s", unix.SignalName(st.Signal), how)}
-	}
-	return &exitError{code: st.Code, err: fmt.Errorf("command exited with status %d", st.Code)}
+	return &exitError{code: st.Code, err: st.Err()}
 }

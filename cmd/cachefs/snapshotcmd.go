@@ -2,20 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/cachefs/cachefs/daemon"
-	"github.com/cachefs/cachefs/snapshot"
-	"github.com/dustin/go-humanize"
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
@@ -39,31 +30,7 @@ func newSnapshotCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot SOURCE -o INDEX | snapshot --check INDEX [SOURCE]",
 		Short: "Walk SOURCE once and write a snapshot index that mounts load instead of walking",
-		Long: `Walk SOURCE once, in parallel, exactly as 'cachefs mount' does, and write the
-snapshot to the file INDEX. Every node of a job can then mount with
-'cachefs mount SOURCE MOUNTPOINT --index INDEX', which loads INDEX and sends no
-metadata call to SOURCE beyond one stat of its root, checking that it is the
-directory the index was made from. INDEX is written under a temporary name
-beside it and renamed into place, so a mount never reads a partial index. It
-records the source path, the host, the time and duration of the walk and the
-number of entries the walk could not read.
-
-The walk always records POSIX ACLs (one more metadata call per entry, two per
-directory), even though a mount without --allow-other does not need them: an
-index is one walk for many nodes, and any of them may mount it with
---allow-other, which refuses an index without ACLs.
-
-With --check, load INDEX, walk its source again (the path recorded in the
-index, or SOURCE when given, e.g. where a node mounts it elsewhere) and report
-the entries added, removed and changed since the index was made: type, size,
-mtime, permission bits, owner, inode, link count, symlink target. A mount
-never serves mixed bytes from a stale index (each file's inode, size and mtime
-are checked when its contents are first fetched), but files changed since
-the index fail with EIO and new files are not shown: rebuild when --check
-reports differences that matter to the job. With --check the exit status is
-0 when the index matches the source, 12 when it differs, and 11 when the index
-cannot be used (a mount would refuse it too).
-` + exitStatusHelp,
+		Long:  help("snapshot", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if o.check {
 				if len(args) < 1 || len(args) > 2 {
@@ -98,145 +65,36 @@ func runSnapshot(ctx context.Context, g *globalOptions, o *snapshotOptions, args
 	if o.walkers < 1 || o.walkers > 4096 {
 		return usageError(fmt.Errorf("--walkers %d: want 1 to 4096", o.walkers))
 	}
-	if o.check {
-		return runCheck(ctx, log, o, args)
+	paths := append(args, o.output)
+	for i := range paths {
+		if paths[i] != "" {
+			if paths[i], err = filepath.Abs(paths[i]); err != nil {
+				return usageError(err)
+			}
+		}
 	}
-	src, err := filepath.Abs(args[0])
-	if err != nil {
-		return usageError(err)
-	}
-	out, err := filepath.Abs(o.output)
-	if err != nil {
-		return usageError(err)
-	}
-	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
-		return withCode(exitIndex, fmt.Errorf("-o %s is a directory; name the index file", out))
-	}
-	st, err := daemon.CheckSource(src)
-	if err != nil {
-		return err
-	}
-
-	start := time.Now()
-	s, err := walkShowing(ctx, log, src, o.walkers, true)
-	if err != nil {
-		return err
-	}
-	secs := time.Since(start).Seconds()
-	info, err := snapshot.WriteIndex(out, s, snapshot.IndexInfo{Source: src, Host: daemon.Hostname(), WalkStart: start,
-		WalkDuration: time.Since(start), RootDev: st.Dev})
-	if err != nil {
-		return withCode(exitIndex, fmt.Errorf("%w; no index written", err))
-	}
-	fmt.Printf("cachefs: snapshot of %s written to %s: %s walked in %.2fs, %d unreadable; index %s\n",
-		src, out, entries(s.Stats()), secs, s.Stats().Errors, indexSummary(info))
-	return nil
-}
-
-// walkShowing walks src with the mount's progress line on a terminal.
-func walkShowing(ctx context.Context, log zerolog.Logger, src string, walkers int, acls bool) (*snapshot.Snapshot, error) {
-	prog := &snapshot.Progress{}
 	term := newTermReporter()
-	stopProgress := prog.Watch(200*time.Millisecond, term.Progress)
-	s, err := snapshot.Walk(ctx, src, snapshot.WalkOptions{Walkers: walkers, Progress: prog, Logger: log, ACLs: acls})
-	stopProgress()
+	defer term.clear()
+	job := daemon.IndexJob{Walkers: o.walkers, Log: log, Progress: term.Progress}
+	if o.check {
+		src := ""
+		if len(args) == 2 {
+			src = paths[1]
+		}
+		c, err := job.Check(ctx, paths[0], src, o.show)
+		term.clear()
+		if err != nil {
+			return err
+		}
+		fmt.Print(c.Report())
+		return c.Err()
+	}
+	w, err := job.Write(ctx, paths[0], paths[1])
 	term.clear()
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, withCode(exitInterrupted, errors.New("interrupted while walking the source; no index written"))
-		}
-		return nil, withCode(exitSource, err)
-	}
-	return s, nil
-}
-
-func runCheck(ctx context.Context, log zerolog.Logger, o *snapshotOptions, args []string) error {
-	idx, err := filepath.Abs(args[0])
-	if err != nil {
-		return usageError(err)
-	}
-	old, info, err := snapshot.ReadIndex(idx)
-	if err != nil {
-		return withCode(exitIndex, err)
-	}
-	src := info.Source
-	if len(args) == 2 {
-		if src, err = filepath.Abs(args[1]); err != nil {
-			return usageError(err)
-		}
-	}
-	st, err := daemon.CheckSource(src)
-	if err != nil {
 		return err
 	}
-	if !info.SameRoot(&st) {
-		return withCode(exitIndex, fmt.Errorf("snapshot index %s was made from %s (root inode %d), but %s has root inode %d: another directory",
-			idx, info.Source, info.RootIno, src, st.Ino))
-	}
-	start := time.Now()
-	// Diff compares no ACLs, so the walk need not read them.
-	cur, err := walkShowing(ctx, log, src, o.walkers, false)
-	if err != nil {
-		return err
-	}
-	secs := time.Since(start).Seconds()
-	d := snapshot.Diff(old, cur, o.show)
-	age := info.Age(time.Now())
-	fmt.Printf("cachefs: index %s (walked %s ago on %s, %s entries, %d unreadable) vs %s now (%s entries walked in %.2fs, %d unreadable): %s added, %s removed, %s changed\n",
-		idx, daemon.RoundAge(age), orUnknown(info.Host), humanize.Comma(info.Stats.Entries), info.Stats.Errors,
-		src, humanize.Comma(cur.Stats().Entries), secs, cur.Stats().Errors,
-		humanize.Comma(d.Added), humanize.Comma(d.Removed), humanize.Comma(d.Changed))
-	printDiff(d)
-	if d.Same() {
-		return nil
-	}
-	return withCode(exitDiffers, fmt.Errorf("index %s differs from %s (%d added, %d removed, %d changed); rebuild with 'cachefs snapshot %s -o %s'",
-		idx, src, d.Added, d.Removed, d.Changed, src, idx))
-}
-
-// printDiff lists the differences --show lets through, and how many more
-// there are of each kind.
-func printDiff(d snapshot.DiffResult) {
-	list := func(kind string, es []snapshot.DiffEntry) int64 {
-		var n int64
-		for _, e := range es {
-			line := fmt.Sprintf("%-8s %s", kind, showPath(e.Path))
-			switch {
-			case e.What != 0:
-				line += " (" + e.What.String() + ")"
-			case e.Entries > 1:
-				line += fmt.Sprintf(" (and %s entries below)", humanize.Comma(e.Entries-1))
-			}
-			fmt.Println(line)
-			n += e.Entries
-		}
-		return n
-	}
-	more := func(kind string, listed, total int64) {
-		if total > listed {
-			fmt.Printf("%-8s ... %s more entries (--show to list more)\n", kind, humanize.Comma(total-listed))
-		}
-	}
-	more("added", list("added", d.AddedPaths), d.Added)
-	more("removed", list("removed", d.RemovedPaths), d.Removed)
-	more("changed", list("changed", d.ChangedPaths), d.Changed)
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "an unknown host"
-	}
-	return s
-}
-
-// showPath prints a path as it is, unless it holds bytes a terminal would
-// mangle; the root is ".".
-func showPath(p string) string {
-	if p == "" {
-		return "."
-	}
-	if !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return !unicode.IsPrint(r) }) {
-		return strconv.Quote(p)
-	}
-	return p
+	fmt.Printf("cachefs: snapshot of %s written to %s: %s walked in %.2fs, %d unreadable; index %s\n",
+		paths[0], paths[1], daemon.Entries(w.Stats), w.Seconds, w.Stats.Errors, indexSummary(w.Info))
+	return nil
 }

@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/cachefs/cachefs/cachedir"
 	"github.com/cachefs/cachefs/control"
-	"github.com/cachefs/cachefs/mounttable"
-	"github.com/cachefs/cachefs/snapshot"
 	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -32,12 +28,7 @@ func newWarmCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "warm MOUNTPOINT [PATH...]",
 		Short: "Fetch subtrees of a mount into its cache (everything by default)",
-		Long: `Fetch the files below each PATH (inside MOUNTPOINT, or relative to it) into
-the mount's node-local cache, in parallel, the explicit equivalent of a
-stage-in without copying files twice. Demand reads of the job go first.
-Exits 0 only when everything asked for is cached; Ctrl-C stops cleanly.
-A PATH that leaves the mount, is missing, or goes through a symbolic link
-(links are never followed: name what one points to) is a usage error.` + "\n" + exitStatusHelp,
+		Long:  help("warm", "\n"+exitStatusHelp),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError(fmt.Errorf("warm: MOUNTPOINT is missing (see 'cachefs warm --help')"))
@@ -52,32 +43,6 @@ A PATH that leaves the mount, is missing, or goes through a symbolic link
 	return cmd
 }
 
-// relPaths turns PATH arguments into paths relative to the mount root. An
-// absolute PATH, or a relative one that lands in the mount from the working
-// directory, names what it names; any other relative PATH is taken from the
-// mount root as it is, so that the daemon resolves its ".." and refuses one
-// that would leave the mount.
-func relPaths(mnt string, args []string) ([]string, error) {
-	var out []string
-	for _, p := range args {
-		for _, part := range strings.Split(p, "/") {
-			if len(part) > snapshot.MaxNameLen {
-				return nil, fmt.Errorf("%s %w", p, snapshot.ErrLongName)
-			}
-		}
-		abs, err := filepath.Abs(p)
-		switch {
-		case err == nil && mounttable.Within(abs, mnt):
-			out = append(out, strings.TrimPrefix(strings.TrimPrefix(abs, mnt), "/"))
-		case filepath.IsAbs(p):
-			return nil, fmt.Errorf("%s is not inside the mount %s", p, mnt)
-		default:
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
 func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []string) error {
 	if _, err := g.logger(os.Stderr); err != nil {
 		return err
@@ -86,76 +51,49 @@ func runWarm(ctx context.Context, g *globalOptions, o *warmOptions, args []strin
 	if err != nil {
 		return usageError(err)
 	}
-	paths, err := relPaths(mnt, args[1:])
+	paths, err := control.WarmPaths(mnt, args[1:])
 	if err != nil {
 		return usageError(err)
 	}
-	rec, err := liveRecord(mnt)
+	rec, err := control.Live(mnt, readRecord)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	stream, err := control.Dial(cachedir.Layout(rec.CacheDir).Socket()).Warm(ctx, control.WarmRequest{Paths: paths, Workers: o.workers})
-	if err != nil {
-		if ctx.Err() != nil {
-			return withCode(exitInterrupted, errors.New("warm interrupted"))
-		}
-		return fmt.Errorf("%s: %w", mnt, err)
-	}
-	defer stream.Close()
-	last, err := follow(ctx, mnt, stream)
-	if err != nil {
+	bar := &warmBar{}
+	last, err := control.WarmAll(ctx, rec, control.WarmRequest{Paths: paths, Workers: o.workers}, bar.show)
+	bar.end(err)
+	if err != nil && !errors.Is(err, control.ErrNotCached) {
 		return err
 	}
-	if last.PathError != "" {
-		return usageError(errors.New(last.PathError))
-	}
-	secs := time.Since(start).Seconds()
 	fmt.Printf("cachefs: warmed %s: %s of %s files cached (%s), %s fetched from the source in %.1fs\n",
 		mnt, humanize.Comma(last.FilesCached), humanize.Comma(last.FilesTotal), humanize.IBytes(uint64(last.BytesTotal)),
-		humanize.IBytes(uint64(last.Fetched)), secs)
-	if last.Error != "" {
-		return withCode(exitCacheDir, errors.New(last.Error))
-	}
-	if last.FilesCached != last.FilesTotal {
-		return withCode(exitCacheDir, fmt.Errorf("%d files are not fully cached (cache budget or cache disk; see the log)", last.FilesTotal-last.FilesCached))
-	}
-	return nil
+		humanize.IBytes(uint64(last.Fetched)), time.Since(start).Seconds())
+	return err
 }
 
-// follow shows a warm's progress, with a bar on a terminal, and returns
-// its last message.
-func follow(ctx context.Context, mnt string, stream *control.WarmStream) (control.WarmMsg, error) {
-	var bar *progressbar.ProgressBar
-	var last control.WarmMsg
-	for {
-		m, err := stream.Next()
-		if err != nil {
-			if bar != nil {
-				bar.Exit()
-			}
-			if ctx.Err() != nil {
-				return last, withCode(exitInterrupted, fmt.Errorf("warm interrupted after %s of %s", humanize.IBytes(uint64(last.BytesDone)), humanize.IBytes(uint64(last.BytesTotal))))
-			}
-			return last, withCode(exitMountFailed, fmt.Errorf("%s: the daemon stopped answering: %v", mnt, err))
-		}
-		last = m
-		if bar == nil && !m.Done && isatty.IsTerminal(os.Stderr.Fd()) {
-			bar = progressbar.NewOptions64(m.BytesTotal, progressbar.OptionSetWriter(os.Stderr),
-				progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
-				progressbar.OptionSetDescription("warming"), progressbar.OptionSetPredictTime(true),
-				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-		}
-		if bar != nil {
-			bar.Describe(fmt.Sprintf("warming %s/%s files", humanize.Comma(m.FilesDone), humanize.Comma(m.FilesTotal)))
-			bar.Set64(m.BytesDone)
-		}
-		if m.Done {
-			break
-		}
+// warmBar shows a warm's progress as a bar on a terminal.
+type warmBar struct{ bar *progressbar.ProgressBar }
+
+func (b *warmBar) show(m control.WarmMsg) {
+	if b.bar == nil && !m.Done && isatty.IsTerminal(os.Stderr.Fd()) {
+		b.bar = progressbar.NewOptions64(m.BytesTotal, progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
+			progressbar.OptionSetDescription("warming"), progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 	}
-	if bar != nil {
-		_ = bar.Finish() // a terminal that went away loses only the bar
+	if b.bar != nil {
+		b.bar.Describe(fmt.Sprintf("warming %s/%s files", humanize.Comma(m.FilesDone), humanize.Comma(m.FilesTotal)))
+		_ = b.bar.Set64(m.BytesDone) // a terminal that went away loses only the bar
 	}
-	return last, nil
+}
+
+func (b *warmBar) end(err error) {
+	switch {
+	case b.bar == nil:
+	case err != nil && !errors.Is(err, control.ErrNotCached) && !errors.Is(err, control.ErrPath):
+		_ = b.bar.Exit()
+	default:
+		_ = b.bar.Finish()
+	}
 }
