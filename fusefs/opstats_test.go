@@ -1,0 +1,42 @@
+package fusefs
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+func TestBucketIsTheFirstBoundAtOrAbove(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 999, time.Microsecond, 1001, 4 * time.Microsecond, 4001,
+		time.Millisecond, 300 * time.Millisecond, 4 * time.Second, time.Hour} {
+		i := bucket(d)
+		if i < numBuckets && d.Seconds() > LatencyBuckets[i]*(1+1e-9) {
+			t.Errorf("%v in bucket %d (<= %gs)", d, i, LatencyBuckets[i])
+		}
+		if i > 0 && d.Seconds() <= LatencyBuckets[i-1] {
+			t.Errorf("%v in bucket %d, fits the one below (<= %gs)", d, i, LatencyBuckets[i-1])
+		}
+	}
+}
+
+func TestSnapshotCountsOpsAndErrnos(t *testing.T) {
+	var s OpStats
+	start := time.Now()
+	s.done(OpLookup, start, fuse.OK)
+	s.done(OpLookup, start, fuse.ENOENT)
+	s.done(OpRead, start, fuse.EIO)
+	s.done(OpRead, start, fuse.Status(5000))
+	got := s.Snapshot()
+	if len(got) != 2 || got[0].Op != OpLookup || got[1].Op != OpRead {
+		t.Fatalf("snapshot %+v: want LOOKUP and READ only", got)
+	}
+	l, r := got[0], got[1]
+	if l.Count != 2 || l.Buckets[numBuckets-1] != 2 || l.Errors[syscall.ENOENT] != 1 || len(l.Errors) != 1 {
+		t.Errorf("LOOKUP %+v", l)
+	}
+	if r.Errors[syscall.EIO] != 1 || r.Errors[0] != 1 {
+		t.Errorf("READ errors %v: want one EIO and one out of range", r.Errors)
+	}
+}
