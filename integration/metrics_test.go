@@ -78,14 +78,17 @@ func (x exposition) value(t *testing.T, name string, labels map[string]string) f
 	return m.GetGauge().GetValue()
 }
 
-// opCount is how many FUSE requests of op the daemon answered.
+// opCount is how many FUSE requests of op the daemon answered; some of
+// them were timed into the op's latency histogram.
 func (x exposition) opCount(t *testing.T, mnt, op string) uint64 {
 	t.Helper()
-	h := x.sample(t, "cachefs_fuse_request_duration_seconds", map[string]string{"mountpoint": mnt, "op": op}).GetHistogram()
-	if b := h.GetBucket(); len(b) == 0 || b[len(b)-1].GetCumulativeCount() > h.GetSampleCount() {
-		t.Errorf("%s histogram: buckets %v beyond its count %d", op, b, h.GetSampleCount())
+	lbl := map[string]string{"mountpoint": mnt, "op": op}
+	n := uint64(x.value(t, "cachefs_fuse_requests_total", lbl))
+	h := x.sample(t, "cachefs_fuse_request_duration_seconds", lbl).GetHistogram()
+	if b := h.GetBucket(); h.GetSampleCount() == 0 || h.GetSampleCount() > n || b[len(b)-1].GetCumulativeCount() > h.GetSampleCount() {
+		t.Errorf("%s: %d requests, a histogram of %d with buckets %v", op, n, h.GetSampleCount(), b)
 	}
-	return h.GetSampleCount()
+	return n
 }
 
 func scrape(t *testing.T, port string) exposition {
@@ -142,7 +145,7 @@ func TestMetricsEndpointAndFile(t *testing.T) {
 
 	before := scrape(t, port)
 	// Nothing has opened a file yet: no OPEN series, or one from the mount's own probes.
-	opens0 := before.find("cachefs_fuse_request_duration_seconds", with("op", "OPEN")).GetHistogram().GetSampleCount()
+	opens0 := uint64(before.find("cachefs_fuse_requests_total", with("op", "OPEN")).GetCounter().GetValue())
 	src0 := before.value(t, "cachefs_read_bytes_total", with("from", "source"))
 	n, cold := readFiles(t, mnt)
 	// A file changed on the source since the snapshot is never served.
