@@ -65,3 +65,21 @@ func BenchmarkOpStatsDone(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkCountedLookup is a LOOKUP answered from the snapshot straight
+// and through the counting wrapper, side by side.
+func BenchmarkCountedLookup(b *testing.B) {
+	t := newRawFS(wideTree(b, 1000, nil), nil, &Mount{})
+	var s OpStats
+	for name, fs := range map[string]fuse.RawFileSystem{"direct": t, "counted": s.wrap(t)} {
+		b.Run(name, func(b *testing.B) {
+			h := &fuse.InHeader{NodeId: 1}
+			var out fuse.EntryOut
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					fs.Lookup(nil, h, "f0500", &out)
+				}
+			})
+		})
+	}
+}
