@@ -3,8 +3,10 @@ package daemon
 import (
 	"time"
 
-	"github.com/cachefs/cachefs/control"
+	"github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // MetricsConfig asks for the mount's figures in Prometheus's text format:
@@ -19,26 +21,36 @@ type MetricsConfig struct {
 
 // startMetrics serves and writes the mount's metrics as asked; the
 // returned stop writes the file a last time, with the figures at unmount,
-// since a scrape endpoint dies with the job. A port already taken costs
-// the job its metrics, not its mount: a warning in the log.
+// since a scrape endpoint dies with the job. A port already taken or a
+// file target found unsafe costs the job its metrics, not its mount: a
+// warning in the log.
 func (d *state) startMetrics() (stop func()) {
 	o, log := d.cfg.Metrics, d.log
-	gather := func() []metrics.Family { return families(d.Status()) }
+	if o.Addr == "" && o.File == "" {
+		return func() {}
+	}
+	// The mountpoint tells one node's mounts apart; the source path is not
+	// published: it can name a user's or a project's directory.
+	reg, err := metrics.NewRegistry(prometheus.Labels{"mountpoint": d.cfg.Mountpoint}, collector{d})
+	if err != nil {
+		log.Warn().Err(err).Msg("no metrics")
+		return func() {}
+	}
 	stopServe := func() {}
 	if o.Addr != "" {
 		if l, err := metrics.Listen(o.Addr, o.Public); err != nil {
 			log.Warn().Err(err).Msg("no metrics endpoint")
 		} else {
 			log.Info().Str("addr", l.Addr().String()).Msg("serving metrics")
-			stopServe = metrics.Serve(l, gather)
+			stopServe = metrics.Serve(l, reg)
 		}
 	}
 	if o.File == "" {
 		return stopServe
 	}
 	write := func() {
-		if err := metrics.WriteFile(o.File, gather()); err != nil {
-			log.Warn().Err(err).Msg("metrics file")
+		if err := metrics.WriteFile(o.File, reg); err != nil {
+			log.Warn().Err(err).Msg("metrics file not written")
 		}
 	}
 	write()
@@ -50,47 +62,146 @@ func (d *state) startMetrics() (stop func()) {
 	}
 }
 
-// families are the metrics of one mount, labelled with its mountpoint so
-// that one collector can tell a node's mounts apart. The source path is
-// not published: it can name a user's or a project's directory.
-func families(r control.StatusReply) []metrics.Family {
-	lbl := map[string]string{"mountpoint": r.Mountpoint}
-	one := func(name, help string, kind metrics.Kind, v int64) metrics.Family {
-		return metrics.Family{Name: "cachefs_" + name, Help: help, Kind: kind,
-			Samples: []metrics.Sample{{Labels: lbl, Value: float64(v)}}}
+// collector reads the counters the mount's parts already keep (blockcache,
+// prefetch, peer, fusefs) at each scrape, so nothing is counted twice and
+// nothing is counted when nobody scrapes.
+type collector struct{ d *state }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("cachefs_"+name, help, labels, nil)
+}
+
+var (
+	descReadBytes   = desc("read_bytes_total", "Bytes the cache read, by where they came from (source, cache, peers).", "from")
+	descServed      = desc("served_bytes_total", "Bytes served to readers through the daemon (page-cache re-reads and passthrough reads never reach it).")
+	descOpens       = desc("opens_total", "Files opened through the daemon.")
+	descHits        = desc("block_hits_total", "Blocks served from the cache.")
+	descMisses      = desc("block_misses_total", "Blocks fetched from the source.")
+	descVerified    = desc("verified_blocks_total", "Cached blocks read back and checked against their checksum.")
+	descEvictions   = desc("evictions_total", "Files evicted to stay under the cache budget.")
+	descPassthrough = desc("passthrough_opens_total", "Opens handed to the kernel for passthrough.")
+	descUncached    = desc("uncached_bytes_total", "Bytes fetched but not kept: budget full or cache disk failing.")
+	descErrors      = desc("errors_total", "Errors, by kind.", "kind")
+	descCacheSize   = desc("cache_size_bytes", "Bytes the cache holds on disk.")
+	descBudget      = desc("cache_budget_bytes", "Most bytes the cache may hold.")
+	descEntries     = desc("snapshot_entries", "Entries in the mount's snapshot.")
+	descSnapBytes   = desc("snapshot_bytes", "Bytes of the files in the mount's snapshot.")
+	descUptime      = desc("uptime_seconds", "Seconds since the mount started serving.")
+	descPfFiles     = desc("prefetch_files_total", "Files fetched ahead by the prefetcher.")
+	descPfBytes     = desc("prefetch_bytes_total", "Bytes fetched ahead by the prefetcher.")
+	descPfQueued    = desc("prefetch_queued_files", "Files waiting in the prefetch queue.")
+	descPfRunning   = desc("prefetch_running_files", "Files being fetched ahead now.")
+	descPfLimit     = desc("prefetch_in_flight_limit", "Fetches the prefetcher's controller allows in flight now.")
+	descWarmFiles   = desc("warm_files", "Files of the trees being warmed, by state (total, done, failed).", "state")
+	descWarmBytes   = desc("warm_bytes", "Bytes of the trees being warmed: their size (total) and those fetched.", "state")
+	descPeerServed  = desc("peer_served_bytes_total", "Bytes served to the job's other nodes.")
+	descFuseOps     = desc("fuse_requests_total", "FUSE requests the daemon answered, by opcode.", "op")
+	descFuseLatency = desc("fuse_request_duration_seconds", "Time the daemon took to answer a FUSE request, by opcode; one request in 16 is timed.", "op")
+	descFuseErrors  = desc("fuse_request_errors_total", "FUSE requests answered with an error, by opcode and errno.", "op", "errno")
+)
+
+var allDescs = []*prometheus.Desc{descReadBytes, descServed, descOpens, descHits, descMisses, descVerified,
+	descEvictions, descPassthrough, descUncached, descErrors, descCacheSize, descBudget, descEntries, descSnapBytes,
+	descUptime, descPfFiles, descPfBytes, descPfQueued, descPfRunning, descPfLimit, descWarmFiles, descWarmBytes,
+	descPeerServed, descFuseOps, descFuseLatency, descFuseErrors}
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
 	}
-	c := r.Cache
-	fams := []metrics.Family{
-		{Name: "cachefs_read_bytes_total", Help: "Bytes read, by where they came from.", Kind: metrics.Counter,
-			Samples: []metrics.Sample{
-				{Labels: map[string]string{"mountpoint": r.Mountpoint, "from": "source"}, Value: float64(c.BytesFromSource)},
-				{Labels: map[string]string{"mountpoint": r.Mountpoint, "from": "cache"}, Value: float64(c.BytesFromCache)},
-			}},
-		one("served_bytes_total", "Bytes served to readers through the mount.", metrics.Counter, r.BytesServed),
-		one("opens_total", "Files opened through the mount.", metrics.Counter, r.Opens),
-		one("block_hits_total", "Blocks served from the cache.", metrics.Counter, c.Hits),
-		one("block_misses_total", "Blocks fetched from the source.", metrics.Counter, c.Misses),
-		one("evictions_total", "Files evicted to stay under the cache budget.", metrics.Counter, c.Evictions),
-		one("passthrough_opens_total", "Opens handed to the kernel for passthrough.", metrics.Counter, c.PassthroughOffered),
-		one("uncached_bytes_total", "Bytes fetched but not kept: budget full or cache disk failing.", metrics.Counter, c.UncachedBytesServed),
-		{Name: "cachefs_errors_total", Help: "Errors, by kind.", Kind: metrics.Counter,
-			Samples: []metrics.Sample{
-				{Labels: map[string]string{"mountpoint": r.Mountpoint, "kind": "fuse"}, Value: float64(r.Errors)},
-				{Labels: map[string]string{"mountpoint": r.Mountpoint, "kind": "corrupt_block"}, Value: float64(c.Corrupt)},
-			}},
-		one("cache_size_bytes", "Bytes the cache holds on disk.", metrics.Gauge, c.Usage),
-		one("cache_budget_bytes", "Most bytes the cache may hold.", metrics.Gauge, c.Budget),
-		one("snapshot_entries", "Entries in the mount's snapshot.", metrics.Gauge, r.Snapshot.Entries),
-		one("snapshot_bytes", "Bytes of the files in the mount's snapshot.", metrics.Gauge, r.Snapshot.Bytes),
-		{Name: "cachefs_uptime_seconds", Help: "Seconds since the mount started serving.", Kind: metrics.Gauge,
-			Samples: []metrics.Sample{{Labels: lbl, Value: r.UptimeSeconds}}},
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	c.collectCache(ch)
+	c.collectPrefetch(ch)
+	collectOps(ch, c.d.m.Stats().Ops.Snapshot())
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+}
+
+// collectCache sends the figures of the cache, the mount and the peers.
+// With peers the cache's source is the peer node, so its bytes "from the
+// source" are split into what this node read itself and what peers sent.
+func (c collector) collectCache(ch chan<- prometheus.Metric) {
+	d := c.d
+	cs, ms, ss := d.cache.Stats(), d.m.Stats(), d.snap.Stats()
+	fromSource := cs.BytesFromSource
+	errs := map[string]int64{"fuse": ms.Errors.Load(), "corrupt_block": cs.Corrupt}
+	if p := d.peers.stats(); p != nil {
+		fromSource = p.BytesFromSource
+		counter(ch, descReadBytes, p.BytesFromPeers, "peers")
+		counter(ch, descPeerServed, p.BytesToPeers)
+		errs["peer_refused"], errs["peer_rejected"] = p.Refused, p.Rejected
+		for _, ps := range p.Peers {
+			errs["peer_failure"] += ps.Failures
+		}
 	}
-	if p := r.Prefetch; p != nil {
-		fams = append(fams,
-			one("prefetch_files_total", "Files fetched ahead by the prefetcher.", metrics.Counter, p.Done),
-			one("prefetch_bytes_total", "Bytes fetched ahead by the prefetcher.", metrics.Counter, p.Bytes),
-			one("prefetch_queued_files", "Files waiting in the prefetch queue.", metrics.Gauge, int64(p.Queued)),
-		)
+	counter(ch, descReadBytes, fromSource, "source")
+	counter(ch, descReadBytes, cs.BytesFromCache, "cache")
+	for kind, n := range errs {
+		counter(ch, descErrors, n, kind)
 	}
-	return fams
+	counter(ch, descServed, ms.BytesServed.Load())
+	counter(ch, descOpens, ms.Opens.Load())
+	counter(ch, descHits, cs.Hits)
+	counter(ch, descMisses, cs.Misses)
+	counter(ch, descVerified, cs.Verified)
+	counter(ch, descEvictions, cs.Evictions)
+	counter(ch, descPassthrough, cs.PassthroughOffered)
+	counter(ch, descUncached, cs.UncachedBytesServed)
+	gauge(ch, descCacheSize, cs.Usage)
+	gauge(ch, descBudget, cs.Budget)
+	gauge(ch, descEntries, ss.Entries)
+	gauge(ch, descSnapBytes, ss.Bytes)
+	ch <- prometheus.MustNewConstMetric(descUptime, prometheus.GaugeValue, time.Since(d.started).Seconds())
+}
+
+// collectPrefetch sends the prefetcher's figures, none with --prefetch off.
+func (c collector) collectPrefetch(ch chan<- prometheus.Metric) {
+	if c.d.pf == nil {
+		return
+	}
+	p := c.d.pf.Stats()
+	counter(ch, descPfFiles, p.Done)
+	counter(ch, descPfBytes, p.Bytes)
+	gauge(ch, descPfQueued, int64(p.Queued))
+	gauge(ch, descPfRunning, int64(p.Running))
+	gauge(ch, descPfLimit, int64(p.InFlight))
+	if w := p.Warm; w != nil {
+		gauge(ch, descWarmFiles, w.Files, "total")
+		gauge(ch, descWarmFiles, w.Done, "done")
+		gauge(ch, descWarmFiles, w.Failed, "failed")
+		gauge(ch, descWarmBytes, w.TotalBytes, "total")
+		gauge(ch, descWarmBytes, w.Bytes, "fetched")
+	}
+}
+
+// collectOps turns fusefs's per-opcode counters into request and error
+// counters and latency histograms; errnos are named as in errno.h
+// ("ENOENT"). The histograms hold the sample fusefs timed, so their
+// _count is about a sixteenth of the requests; the requests are counted
+// exactly apart.
+func collectOps(ch chan<- prometheus.Metric, ops []fusefs.OpFigures) {
+	for _, f := range ops {
+		op := f.Op.String()
+		buckets := make(map[float64]uint64, len(f.Buckets))
+		for i, n := range f.Buckets {
+			buckets[fusefs.LatencyBuckets[i]] = n
+		}
+		ch <- prometheus.MustNewConstMetric(descFuseOps, prometheus.CounterValue, float64(f.Count), op)
+		ch <- prometheus.MustNewConstHistogram(descFuseLatency, f.Timed, f.Sum.Seconds(), buckets, op)
+		for e, n := range f.Errors {
+			name := unix.ErrnoName(e)
+			if name == "" {
+				name = "other"
+			}
+			ch <- prometheus.MustNewConstMetric(descFuseErrors, prometheus.CounterValue, float64(n), op, name)
+		}
+	}
 }

@@ -57,6 +57,7 @@ type Stats struct {
 	Opens       atomic.Int64
 	BytesServed atomic.Int64
 	Errors      atomic.Int64
+	Ops         OpStats
 }
 
 // Mount is a serving cachefs mount.
@@ -125,7 +126,7 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 	cfg.Logger.Debug().Int("gogc", gogc).Msg("garbage of the snapshot build returned; collector target set")
 	var srv *fuse.Server
 	said, err := withFusermountSaid(func() (err error) {
-		if srv, err = fuse.NewServer(t, mountpoint, &opts); err != nil {
+		if srv, err = fuse.NewServer(m.stats.Ops.wrap(t), mountpoint, &opts); err != nil {
 			return err
 		}
 		t.srv = srv

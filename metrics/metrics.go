@@ -1,39 +1,54 @@
-// Package metrics writes a daemon's figures in the Prometheus text
-// exposition format (version 0.0.4), which both a Prometheus scrape and
-// node_exporter's textfile collector read.
+// Package metrics publishes a daemon's Prometheus registry: a scrape
+// endpoint bound only to the address asked for, and node_exporter textfiles
+// written atomically into a directory no other user controls. What the
+// figures are is the caller's business (a prometheus.Collector read at
+// scrape time); this package only decides where they may go.
 //
-// # Why no client library
+// # Registry
 //
-// A daemon's figures are already kept as counters by the packages that
-// count them (blockcache, prefetch, fs); what is missing is only their
-// spelling on the wire. The format is a few lines of text, so writing it
-// here costs less than a dependency tree (client_golang brings protobuf,
-// procfs and four more modules) and keeps what the listener can answer to
-// exactly the families below: nothing about the process, the Go runtime or
-// the build that a site did not ask to publish.
+// NewRegistry makes a registry of the daemon's own, never the global
+// default, so nothing a dependency registers leaks into it. It holds the
+// caller's collector plus the process collector (CPU seconds, resident
+// memory, open descriptors, start time) and the Go runtime collector
+// (heap, GC, goroutines): what operators of any Go exporter expect, read
+// from /proc and runtime/metrics only when scraped, with no stop of the
+// world. Every series carries the labels given (cachefs: the mountpoint),
+// so the files of several daemons on one node never collide in
+// node_exporter, which refuses duplicate series.
 //
 // # Serving
 //
-// Handler answers GET /metrics only. Listen refuses an address that is not
-// loopback unless the caller says it is meant (a site that scrapes nodes
-// over the network); WriteFile replaces a file atomically, so a collector
-// never reads half of one.
+// Serve answers GET /metrics only, with header and body deadlines. Listen
+// refuses an address that is not loopback unless the caller says it is
+// meant (a site that scrapes nodes over the network).
+//
+// # Textfiles
+//
+// WriteFile writes through prometheus.WriteToTextfile (a temporary file in
+// the same directory, made 0644 and renamed over the target, so a collector
+// never reads half of one) after CheckFile has verified, each time, that
+// no other user can swap what it writes: the directory and every one above
+// it belong to root or the effective uid and are writable by others only
+// with the sticky bit (privdir's rule for shared parents), and the target
+// is missing or a regular file of the effective uid's with one link. A
+// symlink or another user's file at the name is refused, never replaced:
+// someone else put it there.
 package metrics
 
 import (
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/cachefs/cachefs/privdir"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,92 +56,22 @@ import (
 // reach when that was not allowed.
 var ErrNotLoopback = errors.New("metrics: address is not loopback")
 
-// Kind is a metric family's type.
-type Kind string
+// ErrUnsafeFile is matched by CheckFile's refusals of a textfile target.
+var ErrUnsafeFile = errors.New("metrics: unsafe textfile target")
 
-const (
-	Counter Kind = "counter"
-	Gauge   Kind = "gauge"
-)
-
-// Family is one metric with its samples.
-type Family struct {
-	Name    string
-	Help    string
-	Kind    Kind
-	Samples []Sample
-}
-
-// Sample is one value of a family, told apart by its labels.
-type Sample struct {
-	Labels map[string]string
-	Value  float64
-}
-
-// Write writes families in the text exposition format.
-func Write(w io.Writer, families []Family) error {
-	var b strings.Builder
-	for _, f := range families {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", f.Name, escapeHelp(f.Help), f.Name, f.Kind)
-		for _, s := range f.Samples {
-			b.WriteString(f.Name)
-			writeLabels(&b, s.Labels)
-			b.WriteByte(' ')
-			b.WriteString(formatValue(s.Value))
-			b.WriteByte('\n')
+// NewRegistry returns a registry holding c and the process and Go runtime
+// collectors, every series labelled with labels.
+func NewRegistry(labels prometheus.Labels, c prometheus.Collector) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	r := prometheus.WrapRegistererWith(labels, reg)
+	for _, c := range []prometheus.Collector{c,
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector()} {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func writeLabels(b *strings.Builder, labels map[string]string) {
-	if len(labels) == 0 {
-		return
-	}
-	names := make([]string, 0, len(labels))
-	for n := range labels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	b.WriteByte('{')
-	for i, n := range names {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(b, "%s=\"%s\"", n, escapeLabel(labels[n]))
-	}
-	b.WriteByte('}')
-}
-
-var (
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
-)
-
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
-
-func formatValue(v float64) string {
-	switch {
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case math.IsNaN(v):
-		return "NaN"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
-}
-
-// Handler serves the families gather returns, at /metrics only.
-func Handler(gather func() []Family) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		_ = Write(w, gather())
-	})
-	return mux
+	return reg, nil
 }
 
 // Resolve checks addr for the metrics endpoint and returns the address to
@@ -166,44 +111,60 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Serve serves the endpoint on l until the returned stop is called.
-func Serve(l net.Listener, gather func() []Family) (stop func()) {
-	srv := &http.Server{Handler: Handler(gather), ReadHeaderTimeout: 5 * time.Second,
+// Handler serves g at /metrics only.
+func Handler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve serves g on l until the returned stop is called.
+func Serve(l net.Listener, g prometheus.Gatherer) (stop func()) {
+	srv := &http.Server{Handler: Handler(g), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxHeaderBytes: 8 << 10}
 	go func() { _ = srv.Serve(l) }()
 	return func() { _ = srv.Close() }
 }
 
-// WriteFile replaces path with the families, atomically: a new file beside
-// it, created exclusively and never through a link, renamed over it. The
-// file is 0644 because the collector that reads it (node_exporter) runs as
-// another user.
-func WriteFile(path string, families []Family) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+// WriteFile replaces path with what g gathers, in node_exporter's textfile
+// format, once CheckFile allows it. The file is 0644 because the collector
+// that reads it (node_exporter) runs as another user.
+func WriteFile(path string, g prometheus.Gatherer) error {
+	if err := CheckFile(path); err != nil {
+		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	defer d.Close()
-	tmp := fmt.Sprintf(".%s.%d.%d.tmp", base, os.Getpid(), time.Now().UnixNano())
-	fd, err := unix.Openat(int(d.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("metrics: creating %s in %s: %w", tmp, dir, err)
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	err = Write(f, families)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat(int(d.Fd()), tmp, int(d.Fd()), base)
-	}
-	if err != nil {
-		_ = unix.Unlinkat(int(d.Fd()), tmp, 0)
+	if err := prometheus.WriteToTextfile(path, g); err != nil {
 		return fmt.Errorf("metrics: writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// CheckFile says whether path may be written as the package comment says.
+// path must be absolute.
+func CheckFile(path string) error {
+	dir := filepath.Dir(path)
+	if _, err := privdir.Find(dir); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsafeFile, err)
+	}
+	var st unix.Stat_t
+	switch err := unix.Lstat(path, &st); {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err != nil:
+		return fmt.Errorf("metrics: %w", &os.PathError{Op: "lstat", Path: path, Err: err})
+	}
+	why := ""
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		why = "is a symlink"
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		why = "is not a regular file"
+	case st.Uid != uint32(os.Geteuid()):
+		why = "is owned by " + privdir.Owner(st.Uid) + ", not by you"
+	case st.Nlink != 1:
+		why = fmt.Sprintf("has %d hard links", st.Nlink)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s %s; remove it or name another file", ErrUnsafeFile, path, why)
 }

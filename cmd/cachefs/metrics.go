@@ -33,6 +33,9 @@ func (o *metricsOptions) config() (daemon.MetricsConfig, error) {
 			return c, usageError(fmt.Errorf("--metrics-interval %s: want a positive duration", o.interval))
 		}
 		c.File = o.file.abs()
+		if err := metrics.CheckFile(c.File); err != nil {
+			return c, usageError(fmt.Errorf("--metrics-file: %w", err))
+		}
 	}
 	if o.addr == "" {
 		return c, nil
