@@ -10,6 +10,18 @@ import (
 // children in snapshot order, and an offset is a stream position plus one
 // (0 means the start). Any offset the kernel sends back is therefore exact,
 // and a listing costs the daemon no state.
+//
+// Nor does a listing cost an OPENDIR or RELEASEDIR round trip: OPENDIR
+// answers ENOSYS, which a kernel that offers FUSE_NO_OPENDIR_SUPPORT
+// (Linux 5.1) takes for "open directories yourself from now on", opening
+// them as if told FOPEN_KEEP_CACHE|FOPEN_CACHE_DIR, so listings still stay
+// in the kernel's cache. A cold scan then costs two READDIRPLUS per
+// directory (entries, then the empty reply that ends the listing) instead
+// of five requests.
+
+// capNoOpendirSupport is FUSE_NO_OPENDIR_SUPPORT of the kernel's INIT flags,
+// which go-fuse does not name.
+const capNoOpendirSupport = 1 << 24
 
 func (t *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	idx, ok := t.entry(in.NodeId)
@@ -19,8 +31,8 @@ func (t *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 	if t.snap.Mode(idx)&snapshot.ModeType != snapshot.ModeDir {
 		return fuse.ENOTDIR
 	}
-	if l := t.m.onList; l != nil {
-		l(idx)
+	if t.srv.KernelSettings().Flags64()&capNoOpendirSupport != 0 {
+		return fuse.ENOSYS
 	}
 	out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
@@ -44,6 +56,10 @@ func (t *rawFS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse
 		return errStale
 	}
 	s := t.snap
+	if l := t.m.onList; l != nil && in.Offset == 0 {
+		// The start of a listing the kernel does not have cached.
+		l(dir)
+	}
 	lo, hi := s.Children(dir)
 	for pos := in.Offset; ; pos++ {
 		var e fuse.DirEntry

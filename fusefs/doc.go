@@ -15,8 +15,9 @@
 // source. Because the snapshot never changes during a mount, every kernel
 // cache is told to keep what it has for good: entry, attribute and negative
 // timeouts are effectively infinite, directories are opened with
-// FOPEN_CACHE_DIR, files with FOPEN_KEEP_CACHE, and symlink targets are
-// cached. st_ino is the source's inode number, so hard links show one
+// FOPEN_CACHE_DIR (by the kernel itself: OPENDIR answers ENOSYS, so a
+// listing costs no OPENDIR or RELEASEDIR round trip), files with
+// FOPEN_KEEP_CACHE, and symlink targets are cached. st_ino is the source's inode number, so hard links show one
 // st_ino, while the kernel's identity of a node is its snapshot entry, so
 // no name reaches the node (or the contents) of another entry that shares
 // its inode number.

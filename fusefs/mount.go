@@ -47,8 +47,9 @@ type Config struct {
 	// OnOpen, if set, hears of every successful open of a regular file;
 	// the prefetcher uses it. It must not block.
 	OnOpen func(idx uint32)
-	// OnList, if set, hears of every open of a directory for listing;
-	// the prefetcher uses it. It must not block.
+	// OnList, if set, hears of every listing of a directory that the
+	// kernel does not have cached; the prefetcher uses it. It must not
+	// block.
 	OnList func(idx uint32)
 }
 

@@ -144,6 +144,9 @@ func fillAttr(out *fuse.Attr, a snapshot.Attr) {
 	// Applications size their I/O buffers by st_blksize; 128 KiB matches the
 	// kernel's default FUSE read size.
 	out.Blksize = 128 << 10
+	if a.Mode&snapshot.ModeType == snapshot.ModeDir {
+		out.Blksize = dirBlksize
+	}
 	out.Rdev = 0
 	if a.Rdev != 0 {
 		// The kernel decodes FUSE's rdev with new_decode_dev, a 32-bit
@@ -152,6 +155,12 @@ func fillAttr(out *fuse.Attr, a snapshot.Attr) {
 		out.Rdev = (mnr & 0xff) | (maj << 8) | ((mnr &^ 0xff) << 12)
 	}
 }
+
+// dirBlksize is a directory's st_blksize. glibc's opendir sizes its
+// getdents buffer by it (32 KiB to 1 MiB), and the kernel asks READDIRPLUS
+// for as many bytes as getdents was given (up to the mount's request size),
+// so it sets how many entries one round trip carries: about 160 bytes each.
+const dirBlksize = 256 << 10
 
 // splitNs splits ns since the epoch into seconds and nanoseconds, flooring so
 // that times before 1970 keep a nanosecond part in [0, 1e9).

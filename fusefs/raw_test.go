@@ -196,3 +196,91 @@ func TestLookedUpEntriesCostNoHeap(t *testing.T) {
 		t.Errorf("the heap grew %d bytes (%.0f per entry) for %d looked-up entries, want no per-entry objects", grew, float64(grew)/n, n)
 	}
 }
+
+// TestListingRoundTrips: listing directories costs no OPENDIR or
+// RELEASEDIR after the first, and a directory of 1,500 entries read with a
+// buffer of its st_blksize (as glibc's readdir does) comes in one
+// READDIRPLUS plus the empty one that ends it.
+func TestListingRoundTrips(t *testing.T) {
+	mnt, rl := mountLogged(t, wideTree(t, 1500, nil))
+	dirs := []string{mnt, filepath.Join(mnt, "d")}
+	for _, dir := range dirs {
+		if n := getdentsAll(t, dir); n == 0 {
+			t.Fatalf("%s: no entries", dir)
+		}
+	}
+	// Root: entries, end; d: entries, end. Counted after the first
+	// listings only: another process dropping the kernel's caches would
+	// make later listings ask again.
+	if n := rl.count("READDIRPLUS"); n > 4 {
+		t.Errorf("%d READDIRPLUS to list 2 directories (1,500 and 2 entries), want 4", n)
+	}
+	for _, dir := range dirs {
+		getdentsAll(t, dir)
+	}
+	if n := rl.count("OPENDIR"); n > 1 {
+		t.Errorf("%d OPENDIR for 4 opens of 2 directories, want at most 1", n)
+	}
+	if n := rl.count("RELEASEDIR"); n > 0 {
+		t.Errorf("%d RELEASEDIR, want none", n)
+	}
+}
+
+// getdentsAll lists dir to its end with a getdents buffer of the
+// directory's st_blksize and returns the entries read.
+func getdentsAll(t *testing.T, dir string) int {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, st.Blksize)
+	total := 0
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return total
+		}
+		_, cnt, _ := unix.ParseDirent(buf[:n], -1, nil)
+		total += cnt
+	}
+}
+
+// TestOnListHearsUncachedListings: the prefetcher still hears of a
+// directory being listed when no OPENDIR reaches the daemon.
+func TestOnListHearsUncachedListings(t *testing.T) {
+	requireFuse(t)
+	s := wideTree(t, 10, nil)
+	mnt := t.TempDir()
+	heard := make(chan uint32, 16)
+	m, err := New(mnt, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop(),
+		OnList: func(idx uint32) { heard <- idx }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+		m.Wait()
+	})
+	getdentsAll(t, filepath.Join(mnt, "d"))
+	d, _ := s.Lookup(0, "d")
+	select {
+	case got := <-heard:
+		if got != d {
+			t.Errorf("OnList heard entry %d, want d (%d)", got, d)
+		}
+	default:
+		t.Error("OnList heard nothing of a listing")
+	}
+}
