@@ -128,9 +128,16 @@ func TestDataFileReplacedStartsOver(t *testing.T) {
 	cacheWhole(t, c, src)
 	c.Close()
 	data := c.dataPath(key(src, "a").name())
-	b, _ := os.ReadFile(data)
-	os.Remove(data)
-	os.WriteFile(data, bytes.Repeat([]byte{0}, len(b)), 0o600)
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, bytes.Repeat([]byte{0}, len(b)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c = open(t, dir, src, Options{ReadAhead: -1})
 	defer c.Close()
 	if c.Cached(key(src, "a")) {

@@ -31,6 +31,16 @@ type cacheFixture struct {
 	files    map[string][]byte
 }
 
+// sizedFiles names n files of size bytes each, after the fmt pattern
+// given the file's index.
+func sizedFiles(n int, pattern string, size int) map[string]int {
+	sizes := make(map[string]int, n)
+	for i := range n {
+		sizes[fmt.Sprintf(pattern, i)] = size
+	}
+	return sizes
+}
+
 func newCacheFixture(t *testing.T, sizes map[string]int, opts slowfs.Options) *cacheFixture {
 	return newCacheFixtureTB(t, sizes, opts)
 }
@@ -295,11 +305,7 @@ func summaryCount(t *testing.T, line, what string) int {
 }
 
 func TestCacheStaysUnderBudget(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 16; i++ {
-		sizes[fmt.Sprintf("d/f%02d", i)] = 512 << 10
-	}
-	f := newCacheFixture(t, sizes, slowfs.Options{})
+	f := newCacheFixture(t, sizedFiles(16, "d/f%02d", 512<<10), slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "4MiB", "--block-size", "256KiB")
 	for name, b := range f.files {
@@ -322,11 +328,7 @@ func TestCacheStaysUnderBudget(t *testing.T) {
 }
 
 func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 8; i++ {
-		sizes[fmt.Sprintf("f%d", i)] = 1 << 20
-	}
-	f := newCacheFixture(t, sizes, slowfs.Options{})
+	f := newCacheFixture(t, sizedFiles(8, "f%d", 1<<20), slowfs.Options{})
 	os.MkdirAll(f.cacheDir, 0o700)
 	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=3m,mode=0700"); err != nil {

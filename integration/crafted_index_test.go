@@ -183,7 +183,13 @@ func TestCraftedIndexCannotServeOtherFiles(t *testing.T) {
 			mnt := filepath.Join(base, fmt.Sprintf("mnt-%s-%d", filepath.Base(index), k))
 			os.Mkdir(mnt, 0o755)
 			if !mountCrafted(e, src, mnt, index) {
+				t.Logf("%s refused", filepath.Base(index))
 				continue
+			}
+			// The user can reach the mount: a check below that finds
+			// no secret in the output has looked.
+			if out := runAs(cred, "ls", mnt); !strings.Contains(out, "pub") {
+				t.Fatalf("%s: the user cannot list the mount: %q", filepath.Base(index), out)
 			}
 			for _, step := range order {
 				args := append([]string(nil), step[1:]...)

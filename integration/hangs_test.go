@@ -58,17 +58,27 @@ func stopProcess(t *testing.T, pid int) {
 	waitFor(t, fmt.Sprintf("process %d to stop", pid), func() bool { return procStateOf(pid) == 'T' })
 }
 
-func procStateOf(pid int) byte {
+// procStat is the fields of /proc/pid/stat after the command's name, which
+// may hold spaces and parentheses: [0] the state, [1] the parent's pid. It
+// is nil once the process is gone.
+func procStat(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0
+	if i < 0 {
+		return nil
 	}
-	return s[i+2]
+	return strings.Fields(s[i+1:])
+}
+
+func procStateOf(pid int) byte {
+	if f := procStat(pid); len(f) > 0 {
+		return f[0][0]
+	}
+	return 0
 }
 
 // waitFor polls cond until it holds, failing the test after hangGuard.
@@ -95,89 +105,107 @@ func smallSource(t *testing.T, e *env) (src string) {
 	return src
 }
 
-func TestUnmountLazyOfStoppedDaemon(t *testing.T) {
+// recSource makes a source directory, e.tmp/dir, with one file, rec.
+func recSource(t *testing.T, e *env, dir string, rec []byte) string {
+	t.Helper()
+	src := filepath.Join(e.tmp, dir)
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "rec"), rec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// stoppedMount is a mount of smallSource whose daemon is stopped with
+// SIGSTOP until the test continues it (or ends).
+type stoppedMount struct {
+	e        *env
+	src, mnt string
+	pid      int
+}
+
+func mountStopped(t *testing.T) *stoppedMount {
+	t.Helper()
 	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	start := time.Now()
-	r := e.runGuarded("unmount", "--lazy", mnt)
-	t.Logf("unmount --lazy of a stopped daemon took %v", time.Since(start).Round(time.Millisecond))
-	if r.code != 0 || isMounted(mnt) {
-		t.Fatalf("unmount --lazy of a stopped daemon: exit %d, mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	s := &stoppedMount{e: e, src: smallSource(t, e), mnt: filepath.Join(e.tmp, "mnt")}
+	s.pid, _ = e.mount(s.src, s.mnt)
+	stopProcess(t, s.pid)
+	return s
+}
+
+// resume continues the daemon and, if its mount is still there, unmounts
+// it; else checks that the daemon exits.
+func (s *stoppedMount) resume(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(s.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(r.stdout, "stopped") {
-		t.Errorf("unmount --lazy should say the daemon is stopped: %q", r.stdout)
-	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	if !waitGone(pid, hangGuard) {
+	if isMounted(s.mnt) {
+		s.e.unmount(s.mnt)
+	} else if !waitGone(s.pid, hangGuard) {
 		t.Error("the daemon did not exit once continued")
 	}
 }
 
+// unmountStopped runs cachefs unmount with args on a stopped daemon's
+// mount, checks the exit code and that the mount is gone, and continues
+// the daemon.
+func unmountStopped(t *testing.T, want int, args ...string) result {
+	t.Helper()
+	s := mountStopped(t)
+	start := time.Now()
+	r := s.e.runGuarded(append(append([]string{"unmount"}, args...), s.mnt)...)
+	t.Logf("unmount %v of a stopped daemon took %v", args, time.Since(start).Round(time.Millisecond))
+	if r.code != want || isMounted(s.mnt) {
+		t.Fatalf("unmount %v of a stopped daemon: exit %d (want %d), mounted %v\n%s%s", args, r.code, want, isMounted(s.mnt), r.stdout, r.stderr)
+	}
+	s.resume(t)
+	return r
+}
+
+func TestUnmountLazyOfStoppedDaemon(t *testing.T) {
+	if r := unmountStopped(t, 0, "--lazy"); !strings.Contains(r.stdout, "stopped") {
+		t.Errorf("unmount --lazy should say the daemon is stopped: %q", r.stdout)
+	}
+}
+
+// The kernel unmounts without asking the daemon; the daemon cannot exit
+// while stopped, so the wait for it times out.
 func TestUnmountTimeoutOfStoppedDaemon(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	r := e.runGuarded("unmount", "--timeout", "3s", mnt)
-	// The kernel unmounts without asking the daemon; the daemon cannot
-	// exit while stopped, so the wait for it times out.
-	if r.code != 10 || isMounted(mnt) {
-		t.Fatalf("unmount --timeout 3s of a stopped daemon: exit %d (want 10), mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
-	}
-	if !strings.Contains(r.stderr, "stopped") {
+	if r := unmountStopped(t, 10, "--timeout", "3s"); !strings.Contains(r.stderr, "stopped") {
 		t.Errorf("the error should say the daemon is stopped: %q", r.stderr)
-	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	if !waitGone(pid, hangGuard) {
-		t.Error("the daemon did not exit once continued")
 	}
 }
 
 func TestMountOverStoppedDaemon(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	r := e.runGuarded("mount", src, mnt, "--cache-dir", filepath.Join(e.tmp, "cache2"))
+	s := mountStopped(t)
+	r := s.e.runGuarded("mount", s.src, s.mnt, "--cache-dir", filepath.Join(s.e.tmp, "cache2"))
 	if r.code != 5 || !strings.Contains(r.stderr, "already mounted") {
 		t.Errorf("mount over a stopped daemon's mount: exit %d (want 5)\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	e.unmount(mnt)
+	if !isMounted(s.mnt) {
+		t.Errorf("the refused mount took the stopped daemon's mount away")
+	}
+	s.resume(t)
 }
 
 func TestControlOfStoppedDaemon(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	for _, args := range [][]string{{"status", mnt}, {"warm", mnt}} {
-		r := e.runGuarded(args...)
+	s := mountStopped(t)
+	for _, args := range [][]string{{"status", s.mnt}, {"warm", s.mnt}} {
+		r := s.e.runGuarded(args...)
 		if r.code != 6 || !strings.Contains(r.stderr, "does not answer") && !strings.Contains(r.stderr, "stopped answering") {
 			t.Errorf("cachefs %v on a stopped daemon: exit %d (want 6)\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	e.unmount(mnt)
+	s.resume(t)
 }
 
 // childOf finds a running child of parent that runs the cachefs binary.
 func childOf(parent int) int {
 	for _, pid := range leftoverDaemons() {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
+		if f := procStat(pid); len(f) > 1 && f[1] == strconv.Itoa(parent) {
 			return pid
 		}
 	}
@@ -244,13 +272,11 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 
 func TestDaemonOutlivesSignals(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
 	want := make([]byte, 8<<20)
 	for i := range want {
 		want[i] = byte(i * 7 / 3)
 	}
-	os.WriteFile(filepath.Join(src, "rec"), want, 0o644)
+	src := recSource(t, e, "src", want)
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")
 	pid, _ := e.mount(src, mnt, "--cache-dir", cache, "--prefetch", "off", "--read-ahead", "0")

@@ -66,7 +66,9 @@ func TestForegroundServesUntilSignalled(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(b) != "contents" {
 		t.Fatalf("read through the foreground mount: %q %v\n%s", b, err, errb.String())
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if code := exitCodeOf(t, <-exited); code != 0 || isMounted(mnt) {
 		t.Errorf("--foreground after SIGTERM: exit %d, mounted %v\n%s", code, isMounted(mnt), errb.String())
 	}
@@ -141,10 +143,8 @@ func TestModesOfWhatCachefsWrites(t *testing.T) {
 // from the blocks cached of its old version.
 func TestRemountAfterSourceChanged(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
 	old := bytes.Repeat([]byte("old!"), 1<<18)
-	os.WriteFile(filepath.Join(src, "rec"), old, 0o644)
+	src := recSource(t, e, "src", old)
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")
 	e.mount(src, mnt, "--cache-dir", cache)
@@ -197,30 +197,36 @@ func TestReuseIndexCorruptWalks(t *testing.T) {
 // on it, status still answers.
 func TestStatusAnswersWhileReadsWait(t *testing.T) {
 	e := newEnv(t)
-	data := filepath.Join(e.tmp, "data")
-	os.Mkdir(data, 0o755)
 	want := bytes.Repeat([]byte("eeg."), 1<<18)
-	os.WriteFile(filepath.Join(data, "rec"), want, 0o644)
+	data := recSource(t, e, "data", want)
 	slow := filepath.Join(e.tmp, "slow")
 	mnt := filepath.Join(e.tmp, "mnt")
-	os.Mkdir(slow, 0o755)
+	if err := os.Mkdir(slow, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	server := startSlowfs(t, data, slow)
 	pid, _ := e.mount(slow, mnt, "--prefetch", "off", "--read-ahead", "0")
 	stopProcess(t, server)
-	read := make(chan []byte, 1)
+	type readResult struct {
+		b   []byte
+		err error
+	}
+	read := make(chan readResult, 1)
 	go func() {
-		b, _ := os.ReadFile(filepath.Join(mnt, "rec"))
-		read <- b
+		b, err := os.ReadFile(filepath.Join(mnt, "rec"))
+		read <- readResult{b, err}
 	}()
 	waitFor(t, "the daemon to wait on the hung source", func() bool { return waitsOnFUSE(pid) })
 	if r := e.runGuarded("status", mnt); r.code != 0 || !strings.Contains(r.stdout, mnt) {
 		t.Errorf("status while a read waits: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	syscall.Kill(server, syscall.SIGCONT)
+	if err := syscall.Kill(server, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case b := <-read:
-		if !bytes.Equal(b, want) {
-			t.Error("the waiting read returned other bytes once the source answered")
+	case r := <-read:
+		if r.err != nil || !bytes.Equal(r.b, want) {
+			t.Errorf("the waiting read returned other bytes once the source answered (%d bytes, %v)", len(r.b), r.err)
 		}
 	case <-time.After(hangGuard):
 		t.Fatal("the read never finished once the source answered")
@@ -278,11 +284,7 @@ func TestReadAhead(t *testing.T) {
 // against a smaller --cache-size once the new mount has scanned them, and
 // are evicted down to it.
 func TestRestartScanEnforcesBudget(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 6; i++ {
-		sizes[fmt.Sprintf("f%d", i)] = 1 << 20
-	}
-	f := newCacheFixture(t, sizes, slowfs.Options{})
+	f := newCacheFixture(t, sizedFiles(6, "f%d", 1<<20), slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "16MiB", "--prefetch", "off")
 	f.readAllEqual(t, mnt, "first mount")
@@ -319,7 +321,9 @@ func TestWarmInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "warm to start reading", func() bool { return f.sfs.Counts().BytesRead > 0 })
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
 	code := exitCodeOf(t, cmd.Wait())
 	if ctx.Err() != nil {
 		t.Fatal("warm ignored SIGINT")
@@ -338,10 +342,8 @@ func TestWarmInterrupted(t *testing.T) {
 // daemon exits once it is closed.
 func TestSigtermWithFilesOpen(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<17)
-	os.WriteFile(filepath.Join(src, "rec"), want, 0o644)
+	src := recSource(t, e, "src", want)
 	mnt := filepath.Join(e.tmp, "mnt")
 	pid, _ := e.mount(src, mnt, "--prefetch", "off", "--read-ahead", "0")
 	fh, err := os.Open(filepath.Join(mnt, "rec"))
@@ -353,7 +355,9 @@ func TestSigtermWithFilesOpen(t *testing.T) {
 	if _, err := fh.ReadAt(got[:4096], 0); err != nil {
 		t.Fatal(err)
 	}
-	syscall.Kill(pid, syscall.SIGTERM)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the mount to be detached", func() bool { return !isMounted(mnt) })
 	if _, err := fh.ReadAt(got[4096:], 4096); err != nil {
 		t.Fatalf("reading on after SIGTERM: %v", err)

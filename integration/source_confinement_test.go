@@ -121,14 +121,9 @@ func TestSourceFIFOSwappedInPrefetch(t *testing.T) {
 // it: the reader gets EIO and the daemon opens nothing outside.
 func TestSourceSymlinkedDirectoryNotFollowed(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
+	src := writableSource(t, e, map[string]string{"d/f": "in the source\n", "d/g": "in the source\n"})
 	outside := filepath.Join(e.tmp, "outside")
-	os.MkdirAll(filepath.Join(src, "d"), 0o755)
-	os.MkdirAll(outside, 0o755)
-	os.WriteFile(filepath.Join(src, "d/f"), []byte("in the source\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "d/g"), []byte("in the source\n"), 0o644)
-	os.WriteFile(filepath.Join(outside, "f"), []byte("outside\n"), 0o600)
-	os.WriteFile(filepath.Join(outside, "g"), []byte("outside\n"), 0o600)
+	writeFiles(t, outside, 0o600, map[string]string{"f": "outside\n", "g": "outside\n"})
 	mnt := filepath.Join(e.tmp, "mnt")
 	e.mount(src, mnt)
 	if err := os.RemoveAll(filepath.Join(src, "d")); err != nil {

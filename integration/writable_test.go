@@ -222,14 +222,23 @@ func (s *syncBuf) String() string {
 func writableSource(t *testing.T, e *env, files map[string]string) string {
 	t.Helper()
 	src := filepath.Join(e.tmp, "src")
+	writeFiles(t, src, 0o644, files)
+	return src
+}
+
+// writeFiles writes files (path under dir: contents) with mode, making the
+// directories on the way.
+func writeFiles(t *testing.T, dir string, mode os.FileMode, files map[string]string) {
+	t.Helper()
 	for name, content := range files {
-		p := filepath.Join(src, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return src
 }
 
 func randomBytes(n int) []byte {
@@ -619,6 +628,11 @@ func mountOptionsAt(t *testing.T, mnt string) string {
 		if len(f) > 5 && f[4] == mnt {
 			opts = f[5] + " " + f[len(f)-1]
 		}
+	}
+	// No entry has no options: a check for an option's absence would
+	// pass without looking.
+	if opts == "" {
+		t.Fatalf("%s is not in the mount table", mnt)
 	}
 	return opts
 }
