@@ -60,13 +60,7 @@ func mustRun(t *testing.T, name string, args ...string) string {
 // readAs reads path as the user; err is what the read failed with.
 func readAs(t *testing.T, cred *syscall.Credential, path string) (string, string, error) {
 	t.Helper()
-	cmd := exec.Command("cat", path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	cmd.Dir = "/"
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	return out.String(), errb.String(), err
+	return runAsUser(t, cred, "cat", path)
 }
 
 // expectAccess checks what each user gets from file, in the source and

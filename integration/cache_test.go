@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -198,10 +199,13 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 	f := newCacheFixture(t, map[string]int{"large": size}, slowfs.Options{Bandwidth: 16 << 20})
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	pid := f.mount(mnt)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		exec.Command("cat", filepath.Join(mnt, "large")).Run()
+		// Killed mid-read: it fails, and only its ending matters.
+		_ = exec.CommandContext(ctx, "cat", filepath.Join(mnt, "large")).Run()
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for f.sfs.Counts().BytesRead < 4<<20 {
@@ -210,9 +214,16 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitGone(pid, 10e9)
-	<-done
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, hangGuard) {
+		t.Fatal("the daemon outlived SIGKILL")
+	}
+	<-done // cat ends with the mount's connection, or at ctx's deadline
+	if ctx.Err() != nil {
+		t.Fatal("a read of a killed daemon's mount hung")
+	}
 	before := f.sfs.Counts().BytesRead
 
 	f.mount(mnt) // cleans the dead mount and takes the cache dir again

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -20,10 +19,7 @@ import (
 // asUser runs a shell script as cred and fails the test if it fails.
 func asUser(t *testing.T, cred *syscall.Credential, script string) {
 	t.Helper()
-	c := exec.Command("sh", "-ec", script)
-	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	c.Dir = "/"
-	if out, err := c.CombinedOutput(); err != nil {
+	if out, err := combinedAs(t, cred, "sh", "-ec", script); err != nil {
 		t.Fatalf("as uid %d: %v: %s\n%s", cred.Uid, err, out, script)
 	}
 }
