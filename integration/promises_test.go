@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -368,5 +369,63 @@ func TestSigtermWithFilesOpen(t *testing.T) {
 	fh.Close()
 	if !waitGone(pid, hangGuard) {
 		t.Error("the daemon did not exit once the file was closed")
+	}
+}
+
+// TestMountSummaryLine: mount prints one line, and only it, naming the
+// source, the mountpoint, the entries, directories, files and bytes, the
+// walk's seconds, the unreadable entries, the cache directory, the log file
+// and the daemon's pid; without a terminal it draws no progress.
+func TestMountSummaryLine(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	args := []string{"mount", src, mnt, "--cache-dir", cache}
+	r := e.run(args...)
+	if r.code != 0 {
+		t.Fatalf("mount: exit %d\n%s", r.code, r.stderr)
+	}
+	if r.stderr != "" {
+		t.Errorf("mount wrote to stderr without a terminal: %q", r.stderr)
+	}
+	re := regexp.MustCompile(`^cachefs: serving (\S+) at (\S+): 2 entries \(1 dirs, 1 files, 8 B\) snapshotted in [0-9.]+s, 0 unreadable; cache (\S+); log (\S+); daemon pid (\d+)\n$`)
+	m := re.FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("mount's summary %q does not match %s", r.stdout, re)
+	}
+	if m[1] != src || m[2] != mnt || m[3] != cache {
+		t.Errorf("summary names source %s, mountpoint %s, cache %s; want %s, %s, %s", m[1], m[2], m[3], src, mnt, cache)
+	}
+	if _, err := os.Stat(m[4]); err != nil {
+		t.Errorf("the log file the summary names: %v", err)
+	}
+	if pid, _ := strconv.Atoi(m[5]); !processAlive(pid) {
+		t.Errorf("the daemon pid the summary names, %d, is not running", pid)
+	}
+	e.unmount(mnt)
+}
+
+// TestCacheSizeDefaultIsHalf: without --cache-size the budget is half the
+// cache filesystem's size; a percentage given is a share of the same.
+func TestCacheSizeDefaultIsHalf(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	for _, c := range []struct {
+		flag    []string
+		percent float64
+	}{{nil, 50}, {[]string{"--cache-size", "80%"}, 80}} {
+		mnt := filepath.Join(e.tmp, fmt.Sprintf("mnt%g", c.percent))
+		cache := filepath.Join(e.tmp, fmt.Sprintf("cache%g", c.percent))
+		e.mount(src, mnt, append([]string{"--cache-dir", cache}, c.flag...)...)
+		var st unix.Statfs_t
+		if err := unix.Statfs(cache, &st); err != nil {
+			t.Fatal(err)
+		}
+		want := float64(int64(float64(st.Blocks) * float64(st.Bsize) * c.percent / 100))
+		if got := num(t, statusOf(t, e, mnt), "cache.budget"); got != want {
+			t.Errorf("%v: budget %v, want %g%% of the cache filesystem, %v", c.flag, got, c.percent, want)
+		}
+		e.unmount(mnt)
 	}
 }

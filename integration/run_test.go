@@ -182,11 +182,12 @@ func TestRunCommandErrors(t *testing.T) {
 	}
 }
 
-// signalJob is a command that reports its start, answers SIGUSR1 and
-// SIGUSR2 in files, and exits 7 on SIGTERM unless told to ignore it.
+// signalJob is a command that reports its start, answers SIGUSR1, SIGUSR2
+// and SIGINT in files, and exits 7 on SIGTERM unless told to ignore it.
 const signalJob = `dir=$1
 trap 'echo usr1 >> "$dir/signals"' USR1
 trap 'echo usr2 >> "$dir/signals"' USR2
+trap 'echo int >> "$dir/signals"' INT
 if [ "$2" = ignore ]; then trap '' TERM; else trap 'echo term >> "$dir/signals"; exit 7' TERM; fi
 echo $$ > "$dir/started"
 while :; do sleep 0.05; done`
@@ -200,16 +201,24 @@ func TestRunForwardsSignals(t *testing.T) {
 	if !isMounted(mnt) {
 		t.Fatalf("the command started but %s is not mounted", mnt)
 	}
-	for _, s := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
-		cmd.Process.Signal(s)
-		want := map[syscall.Signal]string{syscall.SIGUSR1: "usr1\n", syscall.SIGUSR2: "usr1\nusr2\n"}[s]
+	want := ""
+	for _, s := range []struct {
+		sig  syscall.Signal
+		line string
+	}{{syscall.SIGUSR1, "usr1\n"}, {syscall.SIGUSR2, "usr2\n"}, {syscall.SIGINT, "int\n"}} {
+		if err := cmd.Process.Signal(s.sig); err != nil {
+			t.Fatal(err)
+		}
+		want += s.line
 		waitContent(t, filepath.Join(e.tmp, "signals"), want)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if code := exitCodeOf(t, waitRun(t, cmd)); code != 7 {
 		t.Fatalf("cachefs run exited %d after SIGTERM, want the command's 7\nstderr: %s", code, errb)
 	}
-	if got, _ := os.ReadFile(filepath.Join(e.tmp, "signals")); string(got) != "usr1\nusr2\nterm\n" {
+	if got, _ := os.ReadFile(filepath.Join(e.tmp, "signals")); string(got) != want+"term\n" {
 		t.Errorf("the command saw %q, want each signal once", got)
 	}
 	if isMounted(mnt) {
