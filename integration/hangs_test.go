@@ -224,7 +224,16 @@ func waitsOnFUSE(pid int) bool {
 	return false
 }
 
+// TestMountInterruptedOnHungSource: Ctrl-C, SIGTERM or SIGHUP to a mount
+// whose walk waits on a source that does not answer ends it with exit 130
+// and one line, nothing mounted and no daemon left.
 func TestMountInterruptedOnHungSource(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) { interruptHungMount(t, sig) })
+	}
+}
+
+func interruptHungMount(t *testing.T, sig syscall.Signal) {
 	e := newEnv(t)
 	data := smallSource(t, e)
 	slow := filepath.Join(e.tmp, "slow")
@@ -252,11 +261,13 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 		return daemon != 0 && waitsOnFUSE(daemon)
 	})
 	sent := time.Now()
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
 	code := exitCodeOf(t, cmd.Wait())
-	t.Logf("cachefs mount returned %v after SIGINT", time.Since(sent).Round(time.Millisecond))
+	t.Logf("cachefs mount returned %v after %v", time.Since(sent).Round(time.Millisecond), sig)
 	if ctx.Err() != nil {
-		t.Fatalf("cachefs mount ignored SIGINT for %s", hangGuard)
+		t.Fatalf("cachefs mount ignored %v for %s", sig, hangGuard)
 	}
 	if code != 130 || strings.Count(errb.String(), "\n") != 1 || !strings.Contains(errb.String(), "interrupted") {
 		t.Errorf("interrupted mount: exit %d (want 130 and one line)\n%s%s", code, out.String(), errb.String())

@@ -308,20 +308,27 @@ func pidOf(t *testing.T, e *env, mnt string) int {
 	return 0
 }
 
+// TestSigtermUnmounts: SIGTERM and SIGINT to the daemon unmount and end
+// it, and the mountpoint is reusable at once.
 func TestSigtermUnmounts(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	syscall.Kill(pid, syscall.SIGTERM)
-	if !waitGone(pid, 10e9) {
-		t.Fatal("daemon ignored SIGTERM")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		pid, _ := e.mount(src, mnt)
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		if !waitGone(pid, hangGuard) {
+			t.Fatalf("daemon ignored %v", sig)
+		}
+		if isMounted(mnt) {
+			t.Errorf("%v left the mount behind", sig)
+		}
 	}
-	if isMounted(mnt) {
-		t.Error("SIGTERM left the mount behind")
-	}
-	// The mountpoint is reusable at once.
 	e.mount(src, mnt)
 	e.unmount(mnt)
 }

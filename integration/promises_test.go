@@ -429,3 +429,47 @@ func TestCacheSizeDefaultIsHalf(t *testing.T) {
 		e.unmount(mnt)
 	}
 }
+
+// TestSigquitDumpsStacks: SIGQUIT makes the daemon write its goroutines'
+// stacks to the log and exit, leaving a dead mount that the next unmount
+// cleans.
+func TestSigquitDumpsStacks(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	pid, _ := e.mount(src, mnt, "--cache-dir", cache)
+	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, hangGuard) {
+		t.Fatal("the daemon did not exit on SIGQUIT")
+	}
+	if log := string(readAll(t, filepath.Join(cache, "cachefs.log"))); !strings.Contains(log, "goroutine ") {
+		t.Errorf("no goroutine stacks in the log after SIGQUIT:\n%s", log)
+	}
+	if !isMounted(mnt) {
+		t.Error("SIGQUIT unmounted: the docs say it leaves a dead mount")
+	}
+	if r := e.runGuarded("unmount", mnt); r.code != 0 || isMounted(mnt) {
+		t.Errorf("unmount of the dead mount: exit %d, mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	}
+}
+
+// TestUnmountOfUnansweringMount: a cachefs mount with no daemon on record
+// (its record removed) whose daemon does not answer is probed for a
+// bounded time and left mounted: exit 8, "does not answer".
+func TestUnmountOfUnansweringMount(t *testing.T) {
+	s := mountStopped(t)
+	if err := os.Remove(filepath.Join(s.e.tmp, "run", recordName(s.mnt))); err != nil {
+		t.Fatalf("the mount's record: %v", err)
+	}
+	r := s.e.runGuarded("unmount", s.mnt)
+	if r.code != 8 || !strings.Contains(r.stderr, "does not answer") {
+		t.Errorf("unmount of a mount that does not answer: exit %d (want 8, \"does not answer\")\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !isMounted(s.mnt) {
+		t.Error("unmount took away a mount it could not probe")
+	}
+	s.resume(t)
+}
