@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -472,4 +473,40 @@ func TestUnmountOfUnansweringMount(t *testing.T) {
 		t.Error("unmount took away a mount it could not probe")
 	}
 	s.resume(t)
+}
+
+// TestMetricsPortTakenKeepsMount: a --metrics-addr port already taken
+// costs the job its endpoint, with a warning in the log, not its mount;
+// the --metrics-file is written 0644.
+func TestMetricsPortTakenKeepsMount(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	file := filepath.Join(e.tmp, "cachefs.prom")
+	e.mount(src, mnt, "--cache-dir", cache, "--metrics-addr", port, "--metrics-file", file)
+	if b := readAll(t, filepath.Join(mnt, "f")); string(b) != "contents" {
+		t.Errorf("read through a mount whose metrics port was taken: %q", b)
+	}
+	e.unmount(mnt)
+	warned := false
+	for _, l := range strings.Split(string(readAll(t, filepath.Join(cache, "cachefs.log"))), "\n") {
+		warned = warned || strings.Contains(l, "no metrics endpoint") && strings.Contains(l, port)
+	}
+	if !warned {
+		t.Errorf("the log has no line warning that port %s is taken", port)
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatalf("no metrics file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("the metrics file has mode %o, want 644", fi.Mode().Perm())
+	}
 }
