@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cachefs/cachefs/integration/slowfs"
+	"github.com/cachefs/cachefs/mounttable"
 	"golang.org/x/sys/unix"
 )
 
@@ -509,4 +510,43 @@ func TestMetricsPortTakenKeepsMount(t *testing.T) {
 	if fi.Mode().Perm() != 0o644 {
 		t.Errorf("the metrics file has mode %o, want 644", fi.Mode().Perm())
 	}
+}
+
+// TestMountTableEntry: the mount table shows the source path as the
+// mount's source and fuse.cachefs as its type.
+func TestMountTableEntry(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(src, mnt)
+	m, ok, err := mounttable.Find(mnt)
+	if err != nil || !ok {
+		t.Fatalf("%s not in the mount table: %v", mnt, err)
+	}
+	if m.FSType != "fuse.cachefs" || m.Source != src {
+		t.Errorf("mount table entry: type %q, source %q; want fuse.cachefs, %s", m.FSType, m.Source, src)
+	}
+	e.unmount(mnt)
+}
+
+// TestCacheDirTightened: a --cache-dir of the user's own that is open to
+// others is tightened to 0700, not refused.
+func TestCacheDirTightened(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	cache := filepath.Join(e.tmp, "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.mount(src, mnt, "--cache-dir", cache)
+	if fi, err := os.Stat(cache); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("--cache-dir of mode 0755 after the mount: %v, want 0700", fi.Mode().Perm())
+	}
+	e.unmount(mnt)
 }
