@@ -550,3 +550,27 @@ func TestCacheDirTightened(t *testing.T) {
 	}
 	e.unmount(mnt)
 }
+
+// TestMountOptions: a mount is always ro, nosuid and nodev, with
+// default_permissions (the kernel checks modes and ACLs), and open to other
+// users only with --allow-other.
+func TestMountOptions(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	for _, c := range []struct {
+		flags       []string
+		allowOthers bool
+	}{{nil, false}, {[]string{"--allow-other"}, true}} {
+		mnt := filepath.Join(e.tmp, fmt.Sprintf("mnt-%v", c.allowOthers))
+		e.mount(src, mnt, append([]string{"--cache-dir", mnt + ".cache"}, c.flags...)...)
+		opts := mountOptionsAt(t, mnt)
+		has := map[string]bool{}
+		for _, o := range strings.FieldsFunc(opts, func(r rune) bool { return r == ',' || r == ' ' }) {
+			has[o] = true
+		}
+		if !has["ro"] || !has["nosuid"] || !has["nodev"] || !has["default_permissions"] || has["allow_other"] != c.allowOthers {
+			t.Errorf("%v: mount options %q; want ro, nosuid, nodev, default_permissions, allow_other %v", c.flags, opts, c.allowOthers)
+		}
+		e.unmount(mnt)
+	}
+}
