@@ -207,8 +207,11 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 		// Killed mid-read: it fails, and only its ending matters.
 		_ = exec.CommandContext(ctx, "cat", filepath.Join(mnt, "large")).Run()
 	}()
+	// Half the file, well beyond what can be in flight at once, so that
+	// a remount that kept nothing would be told from one that kept the
+	// blocks completed before the kill.
 	deadline := time.Now().Add(30 * time.Second)
-	for f.sfs.Counts().BytesRead < 4<<20 {
+	for f.sfs.Counts().BytesRead < size/2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the fetch never started")
 		}
@@ -225,6 +228,9 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 		t.Fatal("a read of a killed daemon's mount hung")
 	}
 	before := f.sfs.Counts().BytesRead
+	if before >= size {
+		t.Fatalf("the whole file was fetched before the kill: nothing was killed mid-fetch")
+	}
 
 	f.mount(mnt) // cleans the dead mount and takes the cache dir again
 	f.sfs.Reset()
@@ -236,6 +242,9 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 	// Only blocks in flight at the kill are fetched twice: the demand
 	// block and the default read-ahead of 4, 1 MiB each.
 	const inFlight = 5 << 20
+	if again >= size {
+		t.Errorf("remount fetched all %d bytes again: nothing fetched before the kill was kept", again)
+	}
 	if again+before > size+inFlight {
 		t.Errorf("remount refetched %d bytes after %d were fetched of %d: more than the %d bytes in flight", again, before, size, inFlight)
 	}
