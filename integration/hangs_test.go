@@ -179,15 +179,22 @@ func TestUnmountTimeoutOfStoppedDaemon(t *testing.T) {
 	}
 }
 
-func TestMountOverStoppedDaemon(t *testing.T) {
-	s := mountStopped(t)
-	r := s.e.runGuarded("mount", s.src, s.mnt, "--cache-dir", filepath.Join(s.e.tmp, "cache2"))
-	if r.code != 5 || !strings.Contains(r.stderr, "already mounted") {
-		t.Errorf("mount over a stopped daemon's mount: exit %d (want 5)\n%s%s", r.code, r.stdout, r.stderr)
+// wantRefused runs cachefs with args and checks that it exits with code,
+// saying says, and leaves the stopped daemon's mount in place.
+func (s *stoppedMount) wantRefused(t *testing.T, code int, says string, args ...string) {
+	t.Helper()
+	r := s.e.runGuarded(args...)
+	if r.code != code || !strings.Contains(r.stderr, says) {
+		t.Errorf("cachefs %v on a stopped daemon's mount: exit %d (want %d, %q)\n%s%s", args, r.code, code, says, r.stdout, r.stderr)
 	}
 	if !isMounted(s.mnt) {
-		t.Errorf("the refused mount took the stopped daemon's mount away")
+		t.Errorf("cachefs %v took the stopped daemon's mount away", args)
 	}
+}
+
+func TestMountOverStoppedDaemon(t *testing.T) {
+	s := mountStopped(t)
+	s.wantRefused(t, 5, "already mounted", "mount", s.src, s.mnt, "--cache-dir", filepath.Join(s.e.tmp, "cache2"))
 	s.resume(t)
 }
 
