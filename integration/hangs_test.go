@@ -308,7 +308,8 @@ func TestDaemonOutlivesSignals(t *testing.T) {
 	if _, err := f.ReadAt(got[:1<<20], 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2} {
+	for _, sig := range []syscall.Signal{syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGXCPU, syscall.SIGXFSZ,
+		syscall.SIGVTALRM, syscall.SIGIO, syscall.SIGPWR, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2} {
 		if err := syscall.Kill(pid, sig); err != nil {
 			t.Fatal(err)
 		}
