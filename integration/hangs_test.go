@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,16 +208,6 @@ func TestControlOfStoppedDaemon(t *testing.T) {
 	s.resume(t)
 }
 
-// childOf finds a running child of parent that runs the cachefs binary.
-func childOf(parent int) int {
-	for _, pid := range leftoverDaemons() {
-		if f := procStat(pid); len(f) > 1 && f[1] == strconv.Itoa(parent) {
-			return pid
-		}
-	}
-	return 0
-}
-
 // waitsOnFUSE reports whether a thread of pid waits for a FUSE server's
 // answer.
 func waitsOnFUSE(pid int) bool {
@@ -260,12 +249,18 @@ func interruptHungMount(t *testing.T, sig syscall.Signal) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var daemon int
-	waitFor(t, "the daemon to wait on the hung source", func() bool {
-		if daemon == 0 {
-			daemon = childOf(cmd.Process.Pid)
+	// The daemon, or the command before it starts one, blocks on the
+	// source: either way the signal comes while the mount waits on it.
+	waitFor(t, "the mount to wait on the hung source", func() bool {
+		if waitsOnFUSE(cmd.Process.Pid) {
+			return true
 		}
-		return daemon != 0 && waitsOnFUSE(daemon)
+		for _, pid := range e.daemons() {
+			if waitsOnFUSE(pid) {
+				return true
+			}
+		}
+		return false
 	})
 	sent := time.Now()
 	if err := cmd.Process.Signal(sig); err != nil {
@@ -283,9 +278,7 @@ func interruptHungMount(t *testing.T, sig syscall.Signal) {
 		t.Error("an interrupted mount left the mountpoint mounted")
 		unix.Unmount(mnt, unix.MNT_DETACH)
 	}
-	if !waitGone(daemon, hangGuard) {
-		t.Error("the daemon outlived the interrupted mount")
-	}
+	waitFor(t, "the daemon to end after the interrupted mount", func() bool { return len(e.daemons()) == 0 })
 }
 
 func TestDaemonOutlivesSignals(t *testing.T) {
