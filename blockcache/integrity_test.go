@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 
+	"github.com/cachefs/cachefs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,9 +128,16 @@ func TestDataFileReplacedStartsOver(t *testing.T) {
 	cacheWhole(t, c, src)
 	c.Close()
 	data := c.dataPath(key(src, "a").name())
-	b, _ := os.ReadFile(data)
-	os.Remove(data)
-	os.WriteFile(data, bytes.Repeat([]byte{0}, len(b)), 0o600)
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, bytes.Repeat([]byte{0}, len(b)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c = open(t, dir, src, Options{ReadAhead: -1})
 	defer c.Close()
 	if c.Cached(key(src, "a")) {
@@ -276,26 +283,14 @@ func TestEvictionRemovesLogFirst(t *testing.T) {
 	c.WaitScan()
 	readEqual(t, c, src, "a")
 	data := c.dataPath(key(src, "a").name())
-	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(in)
-	if _, err := unix.InotifyAddWatch(in, filepath.Dir(data), unix.IN_DELETE); err != nil {
-		t.Fatal(err)
-	}
+	events := testutil.Watch(t, filepath.Dir(data), unix.IN_DELETE)
 	readNameEqual(t, c, src, "b", "b") // evicts a
 	if c.Stats().Evictions != 1 {
 		t.Fatalf("stats %+v: want one eviction", c.Stats())
 	}
 	var removed []string
-	buf := make([]byte, 4096)
-	n, _ := unix.Read(in, buf)
-	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-		name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-		removed = append(removed, string(bytes.TrimRight(name, "\x00")))
-		off += unix.SizeofInotifyEvent + int(ev.Len)
+	for _, ev := range events() {
+		removed = append(removed, ev.Name)
 	}
 	base := filepath.Base(data)
 	if len(removed) < 2 || removed[0] != base+".present" || removed[1] != base {

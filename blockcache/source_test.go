@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
+	"github.com/cachefs/cachefs/internal/testutil"
 	"github.com/cachefs/cachefs/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -68,6 +68,16 @@ func (s *sourceTree) replace(t *testing.T, rel string, make func(p string) error
 	}
 }
 
+// watchSecret writes a file named f in the directory outside the root and
+// starts counting the opens there.
+func (s *sourceTree) watchSecret(t *testing.T) func() int {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.outside, "f"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testutil.WatchOpens(t, s.outside)
+}
+
 func (s *sourceTree) source(t *testing.T) *DirSource {
 	t.Helper()
 	d, err := NewDirSource(s.root, s.dev)
@@ -119,36 +129,6 @@ func wantChanged(t *testing.T, f SourceFile, err error) {
 	}
 	if !errors.Is(err, ErrChanged) || !errors.Is(err, syscall.EIO) {
 		t.Errorf("open: %v, want ErrChanged (EIO)", err)
-	}
-}
-
-// watchOpens counts IN_OPEN events for dir and the entries in it.
-func watchOpens(t *testing.T, dir string) func() int {
-	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_OPEN); err != nil {
-		t.Fatal(err)
-	}
-	return func() int {
-		n := 0
-		buf := make([]byte, 64<<10)
-		for {
-			got, err := unix.Read(fd, buf)
-			if err != nil || got <= 0 {
-				return n
-			}
-			for off := 0; off+unix.SizeofInotifyEvent <= got; {
-				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				if ev.Mask&unix.IN_OPEN != 0 {
-					n++
-				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-			}
-		}
 	}
 }
 
@@ -238,7 +218,7 @@ func TestDirSourceRefusesDevice(t *testing.T) {
 		if err := null(filepath.Join(s.outside, "f")); err != nil {
 			t.Fatal(err)
 		}
-		opens := watchOpens(t, s.outside)
+		opens := testutil.WatchOpens(t, s.outside)
 		s.replace(t, "d", func(p string) error { return os.Symlink(s.outside, p) })
 		f, err := openGuarded(t, d, key)
 		wantChanged(t, f, err)
@@ -263,13 +243,10 @@ func TestDirSourceSymlinkedDirectory(t *testing.T) {
 		s := newSourceTree(t)
 		d := s.source(t)
 		key := s.file(t, "d/f", "hello")
-		if err := os.WriteFile(filepath.Join(s.outside, "f"), []byte("secret"), 0o600); err != nil {
-			t.Fatal(err)
-		}
 		if err := unix.Mkfifo(filepath.Join(s.outside, "fifo"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		opens := watchOpens(t, s.outside)
+		opens := s.watchSecret(t)
 		s.replace(t, "d", func(p string) error { return os.Symlink(s.outside, p) })
 		f, err := openGuarded(t, d, key)
 		wantChanged(t, f, err)
@@ -279,9 +256,11 @@ func TestDirSourceSymlinkedDirectory(t *testing.T) {
 			t.Errorf("%d opens outside the source root", n)
 		}
 		// The watch does see an open there.
-		if f, err := os.Open(filepath.Join(s.outside, "f")); err == nil {
-			f.Close()
+		f, err = os.Open(filepath.Join(s.outside, "f"))
+		if err != nil {
+			t.Fatal(err)
 		}
+		f.Close()
 		if n := opens(); n != 1 {
 			t.Errorf("inotify saw %d opens of the outside file, want 1", n)
 		}
@@ -293,10 +272,7 @@ func TestDirSourceRefusesUnsafePaths(t *testing.T) {
 		s := newSourceTree(t)
 		d := s.source(t)
 		key := s.file(t, "d/f", "hello")
-		if err := os.WriteFile(filepath.Join(s.outside, "f"), []byte("secret"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		opens := watchOpens(t, s.outside)
+		opens := s.watchSecret(t)
 		for _, p := range []string{"../outside/f", "d/../../outside/f", "d/../f", filepath.Join(s.outside, "f"),
 			"", "d//f", "./d/f", "d/f/", "d/.", "d/f\x00"} {
 			k := key

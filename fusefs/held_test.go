@@ -167,9 +167,13 @@ func TestHeldCloseGivesEverythingBack(t *testing.T) {
 type crowdedFake struct {
 	fakeReader
 	crowded *atomic.Bool
+	asked   *atomic.Int32 // how often the reaper asked
 }
 
-func (r *crowdedFake) Crowded() bool { return r.crowded.Load() }
+func (r *crowdedFake) Crowded() bool {
+	r.asked.Add(1)
+	return r.crowded.Load()
+}
 
 // TestHeldCrowdedReadersGoBackSoon: while the content says its budget is
 // taken by held files, a file no read has touched for the short crowded
@@ -177,10 +181,11 @@ func (r *crowdedFake) Crowded() bool { return r.crowded.Load() }
 // uncrowded content keeps it.
 func TestHeldCrowdedReadersGoBackSoon(t *testing.T) {
 	var isCrowded atomic.Bool
+	var asked atomic.Int32
 	var mu sync.Mutex
 	var opened []*crowdedFake
 	h := newHeldReadersCrowded(func(idx uint32) (Reader, error) {
-		r := &crowdedFake{fakeReader: fakeReader{idx: idx}, crowded: &isCrowded}
+		r := &crowdedFake{fakeReader: fakeReader{idx: idx}, crowded: &isCrowded, asked: &asked}
 		mu.Lock()
 		opened = append(opened, r)
 		mu.Unlock()
@@ -189,12 +194,21 @@ func TestHeldCrowdedReadersGoBackSoon(t *testing.T) {
 	defer h.close()
 	e, _ := h.acquire(1)
 	h.release(e)
-	time.Sleep(100 * time.Millisecond) // several crowded idle times
+	// The reaper asks once the file has been idle for the crowded idle
+	// time; a second question means the pass after the first answer has
+	// run to its end.
+	deadline := time.Now().Add(10 * time.Second)
+	for asked.Load() < 2 && h.count() == 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if h.count() != 1 {
 		t.Fatal("a file was given back before its idle time although nothing is crowded")
 	}
+	if asked.Load() < 2 {
+		t.Fatal("the reaper never asked whether the content is crowded")
+	}
 	isCrowded.Store(true)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for h.count() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -21,7 +21,9 @@ import (
 func slowACLSource(t *testing.T, e *env, src string) (string, *slowfs.FS) {
 	t.Helper()
 	slow := filepath.Join(e.tmp, "slow")
-	os.Mkdir(slow, 0o755)
+	if err := os.Mkdir(slow, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sfs, err := slowfs.Mount(src, slow, slowfs.Options{CacheTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -34,11 +36,8 @@ func slowACLSource(t *testing.T, e *env, src string) (string, *slowfs.FS) {
 // getxattr to the source while walking, while --save-index on the same
 // kind of mount records ACLs, since the index may serve a shared mount.
 func TestACLPrivateMountSkipsACLs(t *testing.T) {
-	aclTools(t)
-	e := aclEnv(t)
-	deniedName, _ := newUser(t, "pdeny")
-	otherName, _ := newUser(t, "pother")
-	src := aclTree(t, e, deniedName, otherName)
+	f := newACLFixture(t, "p")
+	e, src := f.e, f.src
 	slow, sfs := slowACLSource(t, e, src)
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")
@@ -65,11 +64,8 @@ func TestACLPrivateMountSkipsACLs(t *testing.T) {
 // --reuse-index walks again and enforces the ACLs; an index saved by a
 // private mount serves a shared one.
 func TestACLSharedMountRefusesIndexWithoutACLs(t *testing.T) {
-	aclTools(t)
-	e := aclEnv(t)
-	deniedName, denied := newUser(t, "rdeny")
-	otherName, other := newUser(t, "rother")
-	src := aclTree(t, e, deniedName, otherName)
+	f := newACLFixture(t, "r")
+	e, src := f.e, f.src
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")
 	kept := filepath.Join(cache, "snapshot.index")
@@ -99,7 +95,7 @@ func TestACLSharedMountRefusesIndexWithoutACLs(t *testing.T) {
 
 	logFile := filepath.Join(e.tmp, "reuse.log")
 	e.mount(src, mnt, "--allow-other", "--cache-dir", cache, "--reuse-index", "--log-file", logFile)
-	checkACLsServed(t, src, mnt, denied, other, otherName)
+	f.checkServed(t, mnt)
 	e.unmount(mnt)
 	if b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "made without POSIX ACLs") {
 		t.Errorf("the daemon log does not say why the kept index was walked again:\n%s", b)
@@ -109,6 +105,6 @@ func TestACLSharedMountRefusesIndexWithoutACLs(t *testing.T) {
 	e.mount(src, mnt, "--cache-dir", cache, "--save-index", saved)
 	e.unmount(mnt)
 	e.mount(src, mnt, "--allow-other", "--index", saved, "--cache-dir", cache)
-	checkACLsServed(t, src, mnt, denied, other, otherName)
+	f.checkServed(t, mnt)
 	e.unmount(mnt)
 }

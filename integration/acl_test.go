@@ -60,13 +60,7 @@ func mustRun(t *testing.T, name string, args ...string) string {
 // readAs reads path as the user; err is what the read failed with.
 func readAs(t *testing.T, cred *syscall.Credential, path string) (string, string, error) {
 	t.Helper()
-	cmd := exec.Command("cat", path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	cmd.Dir = "/"
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	return out.String(), errb.String(), err
+	return runAsUser(t, cred, "cat", path)
 }
 
 // expectAccess checks what each user gets from file, in the source and
@@ -91,13 +85,47 @@ func expectAccess(t *testing.T, cred *syscall.Credential, who string, want strin
 // aclTree is a source where denied.txt (0644) is closed to one user by an
 // ACL entry, plain.txt has no ACL, and dir/ carries a default ACL.
 func aclTree(t *testing.T, e *env, denied, other string) string {
+	t.Helper()
 	src := filepath.Join(e.tmp, "src")
-	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
-	os.WriteFile(filepath.Join(src, "denied.txt"), []byte("not for "+denied), 0o644)
-	os.WriteFile(filepath.Join(src, "plain.txt"), []byte("for everyone"), 0o644)
+	if err := os.MkdirAll(filepath.Join(src, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"denied.txt": "not for " + denied, "plain.txt": "for everyone"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mustRun(t, "setfacl", "-m", "u:"+denied+":---", filepath.Join(src, "denied.txt"))
 	mustRun(t, "setfacl", "-d", "-m", "u:"+other+":r-x", filepath.Join(src, "dir"))
 	return src
+}
+
+// aclFixture is aclTree's source in an aclEnv, with its two users: denied,
+// whom an ACL entry shuts out of denied.txt, and other, whom dir's default
+// ACL names.
+type aclFixture struct {
+	e                     *env
+	src                   string
+	deniedName, otherName string
+	denied, other         *syscall.Credential
+}
+
+// newACLFixture creates the users, named after role so that tests running
+// at once do not share them, and the source.
+func newACLFixture(t *testing.T, role string) *aclFixture {
+	t.Helper()
+	aclTools(t)
+	f := &aclFixture{e: aclEnv(t)}
+	f.deniedName, f.denied = newUser(t, role+"deny")
+	f.otherName, f.other = newUser(t, role+"other")
+	f.src = aclTree(t, f.e, f.deniedName, f.otherName)
+	return f
+}
+
+// checkServed is checkACLsServed for the fixture's source and users.
+func (f *aclFixture) checkServed(t *testing.T, mnt string) {
+	t.Helper()
+	checkACLsServed(t, f.src, mnt, f.denied, f.other, f.otherName)
 }
 
 func getfacl(t *testing.T, path string) string {
@@ -135,15 +163,12 @@ func userName(t *testing.T, cred *syscall.Credential) string {
 // TestACLDeniedUserRefused: a user an ACL entry shuts out of a 0644 file
 // gets EACCES through a root --allow-other mount, as from the source.
 func TestACLDeniedUserRefused(t *testing.T) {
-	aclTools(t)
-	e := aclEnv(t)
-	deniedName, denied := newUser(t, "deny")
-	otherName, other := newUser(t, "other")
-	src := aclTree(t, e, deniedName, otherName)
+	f := newACLFixture(t, "")
+	e, src := f.e, f.src
 	mnt := filepath.Join(e.tmp, "mnt")
 	logFile := filepath.Join(e.tmp, "acl.log")
 	e.mount(src, mnt, "--allow-other", "--cache-dir", filepath.Join(e.tmp, "cache"), "--log-file", logFile)
-	checkACLsServed(t, src, mnt, denied, other, otherName)
+	f.checkServed(t, mnt)
 	if b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "the kernel enforces the source's POSIX ACLs") {
 		t.Errorf("the daemon log does not say ACLs are enforced:\n%s", b)
 	}
@@ -154,18 +179,9 @@ func TestACLDeniedUserRefused(t *testing.T) {
 // getfacl and listings are answered from the snapshot, never by the source,
 // and setfacl through the read-only mount fails with EROFS.
 func TestACLZeroMetadataAfterMount(t *testing.T) {
-	aclTools(t)
-	e := aclEnv(t)
-	deniedName, denied := newUser(t, "zdeny")
-	otherName, other := newUser(t, "zother")
-	src := aclTree(t, e, deniedName, otherName)
-	slow := filepath.Join(e.tmp, "slow")
-	os.Mkdir(slow, 0o755)
-	sfs, err := slowfs.Mount(src, slow, slowfs.Options{CacheTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sfs.Unmount() })
+	f := newACLFixture(t, "z")
+	e, src := f.e, f.src
+	slow, sfs := slowACLSource(t, e, src)
 	mnt := filepath.Join(e.tmp, "mnt")
 	e.mount(slow, mnt, "--allow-other", "--prefetch", "off", "--cache-dir", filepath.Join(e.tmp, "cache"))
 	if c := sfs.Counts(); c.Ops["getxattr"] == 0 {
@@ -173,9 +189,9 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 	}
 
 	sfs.Reset()
-	checkACLsServed(t, src, mnt, denied, other, otherName)
+	f.checkServed(t, mnt)
 	mustRun(t, "ls", "-lR", mnt)
-	out, err := exec.Command("setfacl", "-m", "u:"+deniedName+":rwx", filepath.Join(mnt, "plain.txt")).CombinedOutput()
+	out, err := exec.Command("setfacl", "-m", "u:"+f.deniedName+":rwx", filepath.Join(mnt, "plain.txt")).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Errorf("setfacl through the mount: %v %q, want Read-only file system", err, out)
 	}
@@ -186,7 +202,7 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 	if c := sfs.Counts(); c.Meta != c.Ops["lookup"] || c.Ops["lookup"] > c.Opens {
 		t.Errorf("after mount the source served metadata calls beyond opening files: %v", c.Ops)
 	}
-	if got := mustRun(t, "getfacl", "--omit-header", filepath.Join(src, "plain.txt")); strings.Contains(got, deniedName) {
+	if got := mustRun(t, "getfacl", "--omit-header", filepath.Join(src, "plain.txt")); strings.Contains(got, f.deniedName) {
 		t.Errorf("setfacl through the mount changed the source:\n%s", got)
 	}
 	e.unmount(mnt)
@@ -196,16 +212,13 @@ func TestACLZeroMetadataAfterMount(t *testing.T) {
 // index, and an index of the format before ACLs is refused with the
 // command that rebuilds it.
 func TestACLIndexRoundTrip(t *testing.T) {
-	aclTools(t)
-	e := aclEnv(t)
-	deniedName, denied := newUser(t, "ideny")
-	otherName, other := newUser(t, "iother")
-	src := aclTree(t, e, deniedName, otherName)
+	f := newACLFixture(t, "i")
+	e, src := f.e, f.src
 	idx := filepath.Join(e.tmp, "tree.index")
 	e.makeIndex(src, idx)
 	mnt := filepath.Join(e.tmp, "mnt")
 	e.mount(src, mnt, "--index", idx, "--allow-other", "--cache-dir", filepath.Join(e.tmp, "cache"))
-	checkACLsServed(t, src, mnt, denied, other, otherName)
+	f.checkServed(t, mnt)
 	e.unmount(mnt)
 
 	data, err := os.ReadFile(idx)

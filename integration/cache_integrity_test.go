@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,10 +101,7 @@ func TestDamagedCacheFilesRefetched(t *testing.T) {
 // budget smaller than one file, or a full cache disk), the daemon reads
 // from the source little more than it serves.
 func TestStoringOffReadsOnlyWhatIsServed(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 10; i++ {
-		sizes[fmt.Sprintf("d/f%d", i)] = 3 << 20
-	}
+	sizes := sizedFiles(10, "d/f%d", 3<<20)
 	for _, why := range []string{"budget", "disk full"} {
 		t.Run(why, func(t *testing.T) {
 			f := newCacheFixture(t, sizes, slowfs.Options{})

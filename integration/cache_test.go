@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,16 @@ type cacheFixture struct {
 	sfs      *slowfs.FS
 	cacheDir string
 	files    map[string][]byte
+}
+
+// sizedFiles names n files of size bytes each, after the fmt pattern
+// given the file's index.
+func sizedFiles(n int, pattern string, size int) map[string]int {
+	sizes := make(map[string]int, n)
+	for i := range n {
+		sizes[fmt.Sprintf(pattern, i)] = size
+	}
+	return sizes
 }
 
 func newCacheFixture(t *testing.T, sizes map[string]int, opts slowfs.Options) *cacheFixture {
@@ -188,22 +199,38 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 	f := newCacheFixture(t, map[string]int{"large": size}, slowfs.Options{Bandwidth: 16 << 20})
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	pid := f.mount(mnt)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		exec.Command("cat", filepath.Join(mnt, "large")).Run()
+		// Killed mid-read: it fails, and only its ending matters.
+		_ = exec.CommandContext(ctx, "cat", filepath.Join(mnt, "large")).Run()
 	}()
+	// Half the file, well beyond what can be in flight at once, so that
+	// a remount that kept nothing would be told from one that kept the
+	// blocks completed before the kill.
 	deadline := time.Now().Add(30 * time.Second)
-	for f.sfs.Counts().BytesRead < 4<<20 {
+	for f.sfs.Counts().BytesRead < size/2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the fetch never started")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitGone(pid, 10e9)
-	<-done
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, hangGuard) {
+		t.Fatal("the daemon outlived SIGKILL")
+	}
+	<-done // cat ends with the mount's connection, or at ctx's deadline
+	if ctx.Err() != nil {
+		t.Fatal("a read of a killed daemon's mount hung")
+	}
 	before := f.sfs.Counts().BytesRead
+	if before >= size {
+		t.Fatalf("the whole file was fetched before the kill: nothing was killed mid-fetch")
+	}
 
 	f.mount(mnt) // cleans the dead mount and takes the cache dir again
 	f.sfs.Reset()
@@ -215,6 +242,9 @@ func TestKill9MidFetchThenRemount(t *testing.T) {
 	// Only blocks in flight at the kill are fetched twice: the demand
 	// block and the default read-ahead of 4, 1 MiB each.
 	const inFlight = 5 << 20
+	if again >= size {
+		t.Errorf("remount fetched all %d bytes again: nothing fetched before the kill was kept", again)
+	}
 	if again+before > size+inFlight {
 		t.Errorf("remount refetched %d bytes after %d were fetched of %d: more than the %d bytes in flight", again, before, size, inFlight)
 	}
@@ -295,11 +325,7 @@ func summaryCount(t *testing.T, line, what string) int {
 }
 
 func TestCacheStaysUnderBudget(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 16; i++ {
-		sizes[fmt.Sprintf("d/f%02d", i)] = 512 << 10
-	}
-	f := newCacheFixture(t, sizes, slowfs.Options{})
+	f := newCacheFixture(t, sizedFiles(16, "d/f%02d", 512<<10), slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "4MiB", "--block-size", "256KiB")
 	for name, b := range f.files {
@@ -322,11 +348,7 @@ func TestCacheStaysUnderBudget(t *testing.T) {
 }
 
 func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 8; i++ {
-		sizes[fmt.Sprintf("f%d", i)] = 1 << 20
-	}
-	f := newCacheFixture(t, sizes, slowfs.Options{})
+	f := newCacheFixture(t, sizedFiles(8, "f%d", 1<<20), slowfs.Options{})
 	os.MkdirAll(f.cacheDir, 0o700)
 	t.Cleanup(func() { unix.Unmount(f.cacheDir, unix.MNT_DETACH) })
 	if err := unix.Mount("tmpfs", f.cacheDir, "tmpfs", 0, "size=3m,mode=0700"); err != nil {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,17 +57,27 @@ func stopProcess(t *testing.T, pid int) {
 	waitFor(t, fmt.Sprintf("process %d to stop", pid), func() bool { return procStateOf(pid) == 'T' })
 }
 
-func procStateOf(pid int) byte {
+// procStat is the fields of /proc/pid/stat after the command's name, which
+// may hold spaces and parentheses: [0] the state, [1] the parent's pid. It
+// is nil once the process is gone.
+func procStat(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0
+	if i < 0 {
+		return nil
 	}
-	return s[i+2]
+	return strings.Fields(s[i+1:])
+}
+
+func procStateOf(pid int) byte {
+	if f := procStat(pid); len(f) > 0 {
+		return f[0][0]
+	}
+	return 0
 }
 
 // waitFor polls cond until it holds, failing the test after hangGuard.
@@ -95,93 +104,108 @@ func smallSource(t *testing.T, e *env) (src string) {
 	return src
 }
 
-func TestUnmountLazyOfStoppedDaemon(t *testing.T) {
+// recSource makes a source directory, e.tmp/dir, with one file, rec.
+func recSource(t *testing.T, e *env, dir string, rec []byte) string {
+	t.Helper()
+	src := filepath.Join(e.tmp, dir)
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "rec"), rec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// stoppedMount is a mount of smallSource whose daemon is stopped with
+// SIGSTOP until the test continues it (or ends).
+type stoppedMount struct {
+	e        *env
+	src, mnt string
+	pid      int
+}
+
+func mountStopped(t *testing.T) *stoppedMount {
+	t.Helper()
 	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	start := time.Now()
-	r := e.runGuarded("unmount", "--lazy", mnt)
-	t.Logf("unmount --lazy of a stopped daemon took %v", time.Since(start).Round(time.Millisecond))
-	if r.code != 0 || isMounted(mnt) {
-		t.Fatalf("unmount --lazy of a stopped daemon: exit %d, mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	s := &stoppedMount{e: e, src: smallSource(t, e), mnt: filepath.Join(e.tmp, "mnt")}
+	s.pid, _ = e.mount(s.src, s.mnt)
+	stopProcess(t, s.pid)
+	return s
+}
+
+// resume continues the daemon and, if its mount is still there, unmounts
+// it; else checks that the daemon exits.
+func (s *stoppedMount) resume(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(s.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(r.stdout, "stopped") {
-		t.Errorf("unmount --lazy should say the daemon is stopped: %q", r.stdout)
-	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	if !waitGone(pid, hangGuard) {
+	if isMounted(s.mnt) {
+		s.e.unmount(s.mnt)
+	} else if !waitGone(s.pid, hangGuard) {
 		t.Error("the daemon did not exit once continued")
 	}
 }
 
-func TestUnmountTimeoutOfStoppedDaemon(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	r := e.runGuarded("unmount", "--timeout", "3s", mnt)
-	// The kernel unmounts without asking the daemon; the daemon cannot
-	// exit while stopped, so the wait for it times out.
-	if r.code != 10 || isMounted(mnt) {
-		t.Fatalf("unmount --timeout 3s of a stopped daemon: exit %d (want 10), mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+// unmountStopped runs cachefs unmount with args on a stopped daemon's
+// mount, checks the exit code and that the mount is gone, and continues
+// the daemon.
+func unmountStopped(t *testing.T, want int, args ...string) result {
+	t.Helper()
+	s := mountStopped(t)
+	start := time.Now()
+	r := s.e.runGuarded(append(append([]string{"unmount"}, args...), s.mnt)...)
+	t.Logf("unmount %v of a stopped daemon took %v", args, time.Since(start).Round(time.Millisecond))
+	if r.code != want || isMounted(s.mnt) {
+		t.Fatalf("unmount %v of a stopped daemon: exit %d (want %d), mounted %v\n%s%s", args, r.code, want, isMounted(s.mnt), r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "stopped") {
+	s.resume(t)
+	return r
+}
+
+func TestUnmountLazyOfStoppedDaemon(t *testing.T) {
+	if r := unmountStopped(t, 0, "--lazy"); !strings.Contains(r.stdout, "stopped") {
+		t.Errorf("unmount --lazy should say the daemon is stopped: %q", r.stdout)
+	}
+}
+
+// The kernel unmounts without asking the daemon; the daemon cannot exit
+// while stopped, so the wait for it times out.
+func TestUnmountTimeoutOfStoppedDaemon(t *testing.T) {
+	if r := unmountStopped(t, 10, "--timeout", "3s"); !strings.Contains(r.stderr, "stopped") {
 		t.Errorf("the error should say the daemon is stopped: %q", r.stderr)
 	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	if !waitGone(pid, hangGuard) {
-		t.Error("the daemon did not exit once continued")
+}
+
+// wantRefused runs cachefs with args and checks that it exits with code,
+// saying says, and leaves the stopped daemon's mount in place.
+func (s *stoppedMount) wantRefused(t *testing.T, code int, says string, args ...string) {
+	t.Helper()
+	r := s.e.runGuarded(args...)
+	if r.code != code || !strings.Contains(r.stderr, says) {
+		t.Errorf("cachefs %v on a stopped daemon's mount: exit %d (want %d, %q)\n%s%s", args, r.code, code, says, r.stdout, r.stderr)
+	}
+	if !isMounted(s.mnt) {
+		t.Errorf("cachefs %v took the stopped daemon's mount away", args)
 	}
 }
 
 func TestMountOverStoppedDaemon(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	r := e.runGuarded("mount", src, mnt, "--cache-dir", filepath.Join(e.tmp, "cache2"))
-	if r.code != 5 || !strings.Contains(r.stderr, "already mounted") {
-		t.Errorf("mount over a stopped daemon's mount: exit %d (want 5)\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	e.unmount(mnt)
+	s := mountStopped(t)
+	s.wantRefused(t, 5, "already mounted", "mount", s.src, s.mnt, "--cache-dir", filepath.Join(s.e.tmp, "cache2"))
+	s.resume(t)
 }
 
 func TestControlOfStoppedDaemon(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	stopProcess(t, pid)
-	for _, args := range [][]string{{"status", mnt}, {"warm", mnt}} {
-		r := e.runGuarded(args...)
+	s := mountStopped(t)
+	for _, args := range [][]string{{"status", s.mnt}, {"warm", s.mnt}} {
+		r := s.e.runGuarded(args...)
 		if r.code != 6 || !strings.Contains(r.stderr, "does not answer") && !strings.Contains(r.stderr, "stopped answering") {
 			t.Errorf("cachefs %v on a stopped daemon: exit %d (want 6)\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	syscall.Kill(pid, syscall.SIGCONT)
-	e.unmount(mnt)
-}
-
-// childOf finds a running child of parent that runs the cachefs binary.
-func childOf(parent int) int {
-	for _, pid := range leftoverDaemons() {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
-			return pid
-		}
-	}
-	return 0
+	s.resume(t)
 }
 
 // waitsOnFUSE reports whether a thread of pid waits for a FUSE server's
@@ -196,7 +220,16 @@ func waitsOnFUSE(pid int) bool {
 	return false
 }
 
+// TestMountInterruptedOnHungSource: Ctrl-C, SIGTERM or SIGHUP to a mount
+// whose walk waits on a source that does not answer ends it with exit 130
+// and one line, nothing mounted and no daemon left.
 func TestMountInterruptedOnHungSource(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) { interruptHungMount(t, sig) })
+	}
+}
+
+func interruptHungMount(t *testing.T, sig syscall.Signal) {
 	e := newEnv(t)
 	data := smallSource(t, e)
 	slow := filepath.Join(e.tmp, "slow")
@@ -216,19 +249,27 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var daemon int
-	waitFor(t, "the daemon to wait on the hung source", func() bool {
-		if daemon == 0 {
-			daemon = childOf(cmd.Process.Pid)
+	// The daemon, or the command before it starts one, blocks on the
+	// source: either way the signal comes while the mount waits on it.
+	waitFor(t, "the mount to wait on the hung source", func() bool {
+		if waitsOnFUSE(cmd.Process.Pid) {
+			return true
 		}
-		return daemon != 0 && waitsOnFUSE(daemon)
+		for _, pid := range e.daemons() {
+			if waitsOnFUSE(pid) {
+				return true
+			}
+		}
+		return false
 	})
 	sent := time.Now()
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
 	code := exitCodeOf(t, cmd.Wait())
-	t.Logf("cachefs mount returned %v after SIGINT", time.Since(sent).Round(time.Millisecond))
+	t.Logf("cachefs mount returned %v after %v", time.Since(sent).Round(time.Millisecond), sig)
 	if ctx.Err() != nil {
-		t.Fatalf("cachefs mount ignored SIGINT for %s", hangGuard)
+		t.Fatalf("cachefs mount ignored %v for %s", sig, hangGuard)
 	}
 	if code != 130 || strings.Count(errb.String(), "\n") != 1 || !strings.Contains(errb.String(), "interrupted") {
 		t.Errorf("interrupted mount: exit %d (want 130 and one line)\n%s%s", code, out.String(), errb.String())
@@ -237,20 +278,16 @@ func TestMountInterruptedOnHungSource(t *testing.T) {
 		t.Error("an interrupted mount left the mountpoint mounted")
 		unix.Unmount(mnt, unix.MNT_DETACH)
 	}
-	if !waitGone(daemon, hangGuard) {
-		t.Error("the daemon outlived the interrupted mount")
-	}
+	waitFor(t, "the daemon to end after the interrupted mount", func() bool { return len(e.daemons()) == 0 })
 }
 
 func TestDaemonOutlivesSignals(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
 	want := make([]byte, 8<<20)
 	for i := range want {
 		want[i] = byte(i * 7 / 3)
 	}
-	os.WriteFile(filepath.Join(src, "rec"), want, 0o644)
+	src := recSource(t, e, "src", want)
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")
 	pid, _ := e.mount(src, mnt, "--cache-dir", cache, "--prefetch", "off", "--read-ahead", "0")
@@ -264,7 +301,8 @@ func TestDaemonOutlivesSignals(t *testing.T) {
 	if _, err := f.ReadAt(got[:1<<20], 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2} {
+	for _, sig := range []syscall.Signal{syscall.SIGPIPE, syscall.SIGALRM, syscall.SIGXCPU, syscall.SIGXFSZ,
+		syscall.SIGVTALRM, syscall.SIGIO, syscall.SIGPWR, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2} {
 		if err := syscall.Kill(pid, sig); err != nil {
 			t.Fatal(err)
 		}

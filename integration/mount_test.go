@@ -208,18 +208,33 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func TestUnmountBusy(t *testing.T) {
-	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("contents"), 0o644)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-
+// mountWithOpenFile mounts smallSource and opens its file through the
+// mount; the test closes it.
+func mountWithOpenFile(t *testing.T) (e *env, mnt string, pid int, f *os.File) {
+	t.Helper()
+	e = newEnv(t)
+	src := smallSource(t, e)
+	mnt = filepath.Join(e.tmp, "mnt")
+	pid, _ = e.mount(src, mnt)
 	f, err := os.Open(filepath.Join(mnt, "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { f.Close() })
+	return e, mnt, pid, f
+}
+
+// wantContents checks that f, opened by mountWithOpenFile, still reads.
+func wantContents(t *testing.T, f *os.File, when string) {
+	t.Helper()
+	b := make([]byte, 8)
+	if n, err := f.ReadAt(b, 0); n != 8 || string(b) != "contents" {
+		t.Errorf("read %s: %q %v", when, b[:n], err)
+	}
+}
+
+func TestUnmountBusy(t *testing.T) {
+	e, mnt, pid, f := mountWithOpenFile(t)
 	r := e.run("unmount", mnt)
 	if r.code != 8 || !strings.Contains(r.stderr, "busy") {
 		t.Errorf("unmount of a busy mount: exit %d, %q", r.code, r.stderr)
@@ -227,10 +242,7 @@ func TestUnmountBusy(t *testing.T) {
 	if !isMounted(mnt) || !processAlive(pid) {
 		t.Fatal("a refused unmount took the mount or the daemon away")
 	}
-	buf := make([]byte, 8)
-	if n, err := f.ReadAt(buf, 0); n != 8 || string(buf) != "contents" {
-		t.Errorf("read after refused unmount: %q %v", buf[:n], err)
-	}
+	wantContents(t, f, "after a refused unmount")
 	f.Close()
 	r = e.unmount(mnt)
 	if processAlive(pid) {
@@ -242,26 +254,14 @@ func TestUnmountBusy(t *testing.T) {
 }
 
 func TestUnmountLazy(t *testing.T) {
-	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("contents"), 0o644)
-	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	f, err := os.Open(filepath.Join(mnt, "f"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, mnt, pid, f := mountWithOpenFile(t)
 	if r := e.run("unmount", "--lazy", mnt); r.code != 0 {
 		t.Fatalf("lazy unmount: %d %s", r.code, r.stderr)
 	}
 	if isMounted(mnt) {
 		t.Error("still in the mount table after a lazy unmount")
 	}
-	b := make([]byte, 8)
-	if _, err := f.ReadAt(b, 0); err != nil || string(b) != "contents" {
-		t.Errorf("open file unreadable after lazy unmount: %q %v", b, err)
-	}
+	wantContents(t, f, "after a lazy unmount")
 	f.Close()
 	if !waitGone(pid, 10e9) {
 		t.Error("daemon did not exit after its last file closed")
@@ -308,20 +308,27 @@ func pidOf(t *testing.T, e *env, mnt string) int {
 	return 0
 }
 
+// TestSigtermUnmounts: SIGTERM and SIGINT to the daemon unmount and end
+// it, and the mountpoint is reusable at once.
 func TestSigtermUnmounts(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	mnt := filepath.Join(e.tmp, "mnt")
-	pid, _ := e.mount(src, mnt)
-	syscall.Kill(pid, syscall.SIGTERM)
-	if !waitGone(pid, 10e9) {
-		t.Fatal("daemon ignored SIGTERM")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		pid, _ := e.mount(src, mnt)
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		if !waitGone(pid, hangGuard) {
+			t.Fatalf("daemon ignored %v", sig)
+		}
+		if isMounted(mnt) {
+			t.Errorf("%v left the mount behind", sig)
+		}
 	}
-	if isMounted(mnt) {
-		t.Error("SIGTERM left the mount behind")
-	}
-	// The mountpoint is reusable at once.
 	e.mount(src, mnt)
 	e.unmount(mnt)
 }

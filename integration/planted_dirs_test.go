@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -20,10 +19,7 @@ import (
 // asUser runs a shell script as cred and fails the test if it fails.
 func asUser(t *testing.T, cred *syscall.Credential, script string) {
 	t.Helper()
-	c := exec.Command("sh", "-ec", script)
-	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	c.Dir = "/"
-	if out, err := c.CombinedOutput(); err != nil {
+	if out, err := combinedAs(t, cred, "sh", "-ec", script); err != nil {
 		t.Fatalf("as uid %d: %v: %s\n%s", cred.Uid, err, out, script)
 	}
 }
@@ -60,7 +56,10 @@ func (n *sharedNode) fingerprint(t *testing.T) string {
 		if err := unix.Stat(p, &st); err != nil {
 			t.Fatal(err)
 		}
-		b, _ := os.ReadFile(p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		fmt.Fprintf(h, "%s %o %d %d %x\n", p, st.Mode, st.Uid, st.Mtim.Nano(), sha256.Sum256(b))
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -70,13 +69,24 @@ func (n *sharedNode) fingerprint(t *testing.T) string {
 // wrote into a directory another user planted.
 func wantNothingOfRootsIn(t *testing.T, dir string, uid int) {
 	t.Helper()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	// A directory that cannot be walked must not pass for one root left
+	// alone.
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
 		var st unix.Stat_t
-		if err == nil && unix.Lstat(p, &st) == nil && int(st.Uid) != uid {
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if int(st.Uid) != uid {
 			t.Errorf("%s is owned by uid %d: written into the planted directory", p, st.Uid)
 		}
 		return nil
 	})
+	if err != nil {
+		t.Errorf("walking the planted directory %s: %v", dir, err)
+	}
 }
 
 // cacheDirName is the default cache directory's name for src, as mount
@@ -129,28 +139,56 @@ ln -s %[4]s %[5]s.tmp; ln -s %[4]s %[5]s`, top, cache, t1, t2, rec))
 	return top
 }
 
+// plantedForRoot is a shared node where another user has planted root's
+// cache and runtime directories (plant) for a mount of src on mnt, and
+// before is the fingerprint of root's files that the links point to.
+type plantedForRoot struct {
+	n                     *sharedNode
+	planter               string
+	uid                   int
+	src, mnt, top, before string
+}
+
+func plantForRoot(t *testing.T) *plantedForRoot {
+	t.Helper()
+	p := &plantedForRoot{n: newSharedNode(t)}
+	var cred *syscall.Credential
+	p.planter, cred = newUser(t, "plant")
+	p.uid = int(cred.Uid)
+	p.src, p.mnt = filepath.Join(p.n.base, "src"), filepath.Join(p.n.base, "mnt")
+	if err := os.Mkdir(p.src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.top = p.n.plant(t, cred, 0, p.src, p.mnt)
+	p.before = p.n.fingerprint(t)
+	return p
+}
+
+// check fails the test if root's files changed or root wrote anything in
+// the planted directories.
+func (p *plantedForRoot) check(t *testing.T, how string) {
+	t.Helper()
+	if p.n.fingerprint(t) != p.before {
+		t.Errorf("a root-owned file outside the cache was overwritten through %s", how)
+	}
+	wantNothingOfRootsIn(t, p.top, p.uid)
+}
+
 func TestPlantedCacheDirRefused(t *testing.T) {
-	planter, cred := newUser(t, "plant")
-	uid := int(cred.Uid)
-	n := newSharedNode(t)
-	src := filepath.Join(n.base, "src")
-	os.Mkdir(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
-	mnt := filepath.Join(n.base, "mnt")
-	rootTop := n.plant(t, cred, 0, src, mnt)
-	before := n.fingerprint(t)
+	p := plantForRoot(t)
+	n, src, mnt, rootTop := p.n, p.src, p.mnt, p.top
 
 	e := &env{t: t, tmp: n.tmp}
 	r := e.run("mount", src, mnt)
 	defer forget(t, r, mnt)
-	wantRefused(t, r, rootTop, fmt.Sprintf("owned by uid %d (%s)", uid, planter))
+	wantRefused(t, r, rootTop, fmt.Sprintf("owned by uid %d (%s)", p.uid, p.planter))
 	if isMounted(mnt) {
 		t.Error("mounted with a planted cache directory")
 	}
-	if n.fingerprint(t) != before {
-		t.Error("a root-owned file outside the cache was changed through a planted link")
-	}
-	wantNothingOfRootsIn(t, rootTop, uid)
+	p.check(t, "a planted link")
 }
 
 func TestLooseOwnCacheDirRefused(t *testing.T) {
@@ -162,15 +200,21 @@ func TestLooseOwnCacheDirRefused(t *testing.T) {
 		// Ours, but open to others: whatever they put in it while it was
 		// open stays there, so it is refused rather than tightened.
 		top := filepath.Join(n.tmp, "cachefs-0")
-		os.Mkdir(top, 0o700)
-		syscall.Chmod(top, mode)
+		if err := os.Mkdir(top, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Chmod(top, mode); err != nil {
+			t.Fatal(err)
+		}
 
 		e := &env{t: t, tmp: n.tmp}
 		r := e.run("mount", src, mnt)
 		forget(t, r, mnt)
 		wantRefused(t, r, top, fmt.Sprintf("has mode %04o", mode))
-		if fi, err := os.Stat(top); err != nil || uint32(fi.Mode().Perm()) != mode {
-			t.Errorf("the refused directory's mode changed: %v %v", fi.Mode(), err)
+		if fi, err := os.Stat(top); err != nil {
+			t.Error(err)
+		} else if uint32(fi.Mode().Perm()) != mode {
+			t.Errorf("the refused directory's mode changed: %v", fi.Mode())
 		}
 	}
 }
@@ -178,25 +222,15 @@ func TestLooseOwnCacheDirRefused(t *testing.T) {
 // Root's records live under /run, so a runtime directory planted in the
 // shared TMPDIR is never written, even with a --cache-dir of root's own.
 func TestRootRecordNotInSharedTmp(t *testing.T) {
-	_, cred := newUser(t, "plant")
-	uid := int(cred.Uid)
-	n := newSharedNode(t)
-	src := filepath.Join(n.base, "src")
-	os.Mkdir(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
-	mnt := filepath.Join(n.base, "mnt")
-	rootTop := n.plant(t, cred, 0, src, mnt)
-	before := n.fingerprint(t)
+	p := plantForRoot(t)
+	n, src, mnt := p.n, p.src, p.mnt
 
 	e := &env{t: t, tmp: n.tmp, defaultRuntime: true}
 	e.mount(src, mnt, "--cache-dir", filepath.Join(n.base, "cache"))
 	if r := e.unmount(mnt); !strings.Contains(r.stdout, "served") {
 		t.Errorf("unmount found no figures in the record: %q", r.stdout)
 	}
-	if n.fingerprint(t) != before {
-		t.Error("a root-owned file was overwritten through the planted record name")
-	}
-	wantNothingOfRootsIn(t, rootTop, uid)
+	p.check(t, "the planted record name")
 }
 
 // An ordinary user without XDG_RUNTIME_DIR keeps records under the shared

@@ -7,16 +7,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cachefs/cachefs/integration/slowfs"
+	"github.com/cachefs/cachefs/mounttable"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +69,9 @@ func TestForegroundServesUntilSignalled(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(b) != "contents" {
 		t.Fatalf("read through the foreground mount: %q %v\n%s", b, err, errb.String())
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if code := exitCodeOf(t, <-exited); code != 0 || isMounted(mnt) {
 		t.Errorf("--foreground after SIGTERM: exit %d, mounted %v\n%s", code, isMounted(mnt), errb.String())
 	}
@@ -105,13 +110,18 @@ func TestStatusJSONKeys(t *testing.T) {
 	e.unmount(mnt)
 }
 
+// newSmallEnv is an env with smallSource, and the paths of a mountpoint and
+// of a cache directory for it.
+func newSmallEnv(t *testing.T) (e *env, src, mnt, cache string) {
+	t.Helper()
+	e = newEnv(t)
+	return e, smallSource(t, e), filepath.Join(e.tmp, "mnt"), filepath.Join(e.tmp, "cache")
+}
+
 // TestModesOfWhatCachefsWrites: the cache directory 0700, the control
 // socket 0600, a saved index 0644 less the umask.
 func TestModesOfWhatCachefsWrites(t *testing.T) {
-	e := newEnv(t)
-	src := smallSource(t, e)
-	mnt := filepath.Join(e.tmp, "mnt")
-	cache := filepath.Join(e.tmp, "cache")
+	e, src, mnt, cache := newSmallEnv(t)
 	idx := filepath.Join(e.tmp, "saved.index")
 	umask := syscall.Umask(0)
 	syscall.Umask(umask)
@@ -141,10 +151,8 @@ func TestModesOfWhatCachefsWrites(t *testing.T) {
 // from the blocks cached of its old version.
 func TestRemountAfterSourceChanged(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
 	old := bytes.Repeat([]byte("old!"), 1<<18)
-	os.WriteFile(filepath.Join(src, "rec"), old, 0o644)
+	src := recSource(t, e, "src", old)
 	mnt := filepath.Join(e.tmp, "mnt")
 	cache := filepath.Join(e.tmp, "cache")
 	e.mount(src, mnt, "--cache-dir", cache)
@@ -197,30 +205,36 @@ func TestReuseIndexCorruptWalks(t *testing.T) {
 // on it, status still answers.
 func TestStatusAnswersWhileReadsWait(t *testing.T) {
 	e := newEnv(t)
-	data := filepath.Join(e.tmp, "data")
-	os.Mkdir(data, 0o755)
 	want := bytes.Repeat([]byte("eeg."), 1<<18)
-	os.WriteFile(filepath.Join(data, "rec"), want, 0o644)
+	data := recSource(t, e, "data", want)
 	slow := filepath.Join(e.tmp, "slow")
 	mnt := filepath.Join(e.tmp, "mnt")
-	os.Mkdir(slow, 0o755)
+	if err := os.Mkdir(slow, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	server := startSlowfs(t, data, slow)
 	pid, _ := e.mount(slow, mnt, "--prefetch", "off", "--read-ahead", "0")
 	stopProcess(t, server)
-	read := make(chan []byte, 1)
+	type readResult struct {
+		b   []byte
+		err error
+	}
+	read := make(chan readResult, 1)
 	go func() {
-		b, _ := os.ReadFile(filepath.Join(mnt, "rec"))
-		read <- b
+		b, err := os.ReadFile(filepath.Join(mnt, "rec"))
+		read <- readResult{b, err}
 	}()
 	waitFor(t, "the daemon to wait on the hung source", func() bool { return waitsOnFUSE(pid) })
 	if r := e.runGuarded("status", mnt); r.code != 0 || !strings.Contains(r.stdout, mnt) {
 		t.Errorf("status while a read waits: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	syscall.Kill(server, syscall.SIGCONT)
+	if err := syscall.Kill(server, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case b := <-read:
-		if !bytes.Equal(b, want) {
-			t.Error("the waiting read returned other bytes once the source answered")
+	case r := <-read:
+		if r.err != nil || !bytes.Equal(r.b, want) {
+			t.Errorf("the waiting read returned other bytes once the source answered (%d bytes, %v)", len(r.b), r.err)
 		}
 	case <-time.After(hangGuard):
 		t.Fatal("the read never finished once the source answered")
@@ -278,11 +292,7 @@ func TestReadAhead(t *testing.T) {
 // against a smaller --cache-size once the new mount has scanned them, and
 // are evicted down to it.
 func TestRestartScanEnforcesBudget(t *testing.T) {
-	sizes := map[string]int{}
-	for i := 0; i < 6; i++ {
-		sizes[fmt.Sprintf("f%d", i)] = 1 << 20
-	}
-	f := newCacheFixture(t, sizes, slowfs.Options{})
+	f := newCacheFixture(t, sizedFiles(6, "f%d", 1<<20), slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	f.mount(mnt, "--cache-size", "16MiB", "--prefetch", "off")
 	f.readAllEqual(t, mnt, "first mount")
@@ -319,7 +329,9 @@ func TestWarmInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "warm to start reading", func() bool { return f.sfs.Counts().BytesRead > 0 })
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
 	code := exitCodeOf(t, cmd.Wait())
 	if ctx.Err() != nil {
 		t.Fatal("warm ignored SIGINT")
@@ -338,10 +350,8 @@ func TestWarmInterrupted(t *testing.T) {
 // daemon exits once it is closed.
 func TestSigtermWithFilesOpen(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
-	os.Mkdir(src, 0o755)
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<17)
-	os.WriteFile(filepath.Join(src, "rec"), want, 0o644)
+	src := recSource(t, e, "src", want)
 	mnt := filepath.Join(e.tmp, "mnt")
 	pid, _ := e.mount(src, mnt, "--prefetch", "off", "--read-ahead", "0")
 	fh, err := os.Open(filepath.Join(mnt, "rec"))
@@ -353,7 +363,9 @@ func TestSigtermWithFilesOpen(t *testing.T) {
 	if _, err := fh.ReadAt(got[:4096], 0); err != nil {
 		t.Fatal(err)
 	}
-	syscall.Kill(pid, syscall.SIGTERM)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the mount to be detached", func() bool { return !isMounted(mnt) })
 	if _, err := fh.ReadAt(got[4096:], 4096); err != nil {
 		t.Fatalf("reading on after SIGTERM: %v", err)
@@ -364,5 +376,188 @@ func TestSigtermWithFilesOpen(t *testing.T) {
 	fh.Close()
 	if !waitGone(pid, hangGuard) {
 		t.Error("the daemon did not exit once the file was closed")
+	}
+}
+
+// TestMountSummaryLine: mount prints one line, and only it, naming the
+// source, the mountpoint, the entries, directories, files and bytes, the
+// walk's seconds, the unreadable entries, the cache directory, the log file
+// and the daemon's pid; without a terminal it draws no progress.
+func TestMountSummaryLine(t *testing.T) {
+	e, src, mnt, cache := newSmallEnv(t)
+	args := []string{"mount", src, mnt, "--cache-dir", cache}
+	r := e.run(args...)
+	if r.code != 0 {
+		t.Fatalf("mount: exit %d\n%s", r.code, r.stderr)
+	}
+	if r.stderr != "" {
+		t.Errorf("mount wrote to stderr without a terminal: %q", r.stderr)
+	}
+	re := regexp.MustCompile(`^cachefs: serving (\S+) at (\S+): 2 entries \(1 dirs, 1 files, 8 B\) snapshotted in [0-9.]+s, 0 unreadable; cache (\S+); log (\S+); daemon pid (\d+)\n$`)
+	m := re.FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("mount's summary %q does not match %s", r.stdout, re)
+	}
+	if m[1] != src || m[2] != mnt || m[3] != cache {
+		t.Errorf("summary names source %s, mountpoint %s, cache %s; want %s, %s, %s", m[1], m[2], m[3], src, mnt, cache)
+	}
+	if _, err := os.Stat(m[4]); err != nil {
+		t.Errorf("the log file the summary names: %v", err)
+	}
+	if pid, _ := strconv.Atoi(m[5]); !processAlive(pid) {
+		t.Errorf("the daemon pid the summary names, %d, is not running", pid)
+	}
+	e.unmount(mnt)
+}
+
+// TestCacheSizeDefaultIsHalf: without --cache-size the budget is half the
+// cache filesystem's size; a percentage given is a share of the same.
+func TestCacheSizeDefaultIsHalf(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	for _, c := range []struct {
+		flag    []string
+		percent float64
+	}{{nil, 50}, {[]string{"--cache-size", "80%"}, 80}} {
+		mnt := filepath.Join(e.tmp, fmt.Sprintf("mnt%g", c.percent))
+		cache := filepath.Join(e.tmp, fmt.Sprintf("cache%g", c.percent))
+		e.mount(src, mnt, append([]string{"--cache-dir", cache}, c.flag...)...)
+		var st unix.Statfs_t
+		if err := unix.Statfs(cache, &st); err != nil {
+			t.Fatal(err)
+		}
+		want := float64(int64(float64(st.Blocks) * float64(st.Bsize) * c.percent / 100))
+		if got := num(t, statusOf(t, e, mnt), "cache.budget"); got != want {
+			t.Errorf("%v: budget %v, want %g%% of the cache filesystem, %v", c.flag, got, c.percent, want)
+		}
+		e.unmount(mnt)
+	}
+}
+
+// TestSigquitDumpsStacks: SIGQUIT makes the daemon write its goroutines'
+// stacks to the log and exit, leaving a dead mount that the next unmount
+// cleans.
+func TestSigquitDumpsStacks(t *testing.T) {
+	e, src, mnt, cache := newSmallEnv(t)
+	pid, _ := e.mount(src, mnt, "--cache-dir", cache)
+	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, hangGuard) {
+		t.Fatal("the daemon did not exit on SIGQUIT")
+	}
+	if log := string(readAll(t, filepath.Join(cache, "cachefs.log"))); !strings.Contains(log, "goroutine ") {
+		t.Errorf("no goroutine stacks in the log after SIGQUIT:\n%s", log)
+	}
+	if !isMounted(mnt) {
+		t.Error("SIGQUIT unmounted: the docs say it leaves a dead mount")
+	}
+	if r := e.runGuarded("unmount", mnt); r.code != 0 || isMounted(mnt) {
+		t.Errorf("unmount of the dead mount: exit %d, mounted %v\n%s%s", r.code, isMounted(mnt), r.stdout, r.stderr)
+	}
+}
+
+// TestUnmountOfUnansweringMount: a cachefs mount with no daemon on record
+// (its record removed) whose daemon does not answer is probed for a
+// bounded time and left mounted: exit 8, "does not answer".
+func TestUnmountOfUnansweringMount(t *testing.T) {
+	s := mountStopped(t)
+	if err := os.Remove(filepath.Join(s.e.tmp, "run", recordName(s.mnt))); err != nil {
+		t.Fatalf("the mount's record: %v", err)
+	}
+	s.wantRefused(t, 8, "does not answer", "unmount", s.mnt)
+	s.resume(t)
+}
+
+// TestMetricsPortTakenKeepsMount: a --metrics-addr port already taken
+// costs the job its endpoint, with a warning in the log, not its mount;
+// the --metrics-file is written 0644.
+func TestMetricsPortTakenKeepsMount(t *testing.T) {
+	e, src, mnt, cache := newSmallEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	file := filepath.Join(e.tmp, "cachefs.prom")
+	e.mount(src, mnt, "--cache-dir", cache, "--metrics-addr", port, "--metrics-file", file)
+	if b := readAll(t, filepath.Join(mnt, "f")); string(b) != "contents" {
+		t.Errorf("read through a mount whose metrics port was taken: %q", b)
+	}
+	e.unmount(mnt)
+	warned := false
+	for _, l := range strings.Split(string(readAll(t, filepath.Join(cache, "cachefs.log"))), "\n") {
+		warned = warned || strings.Contains(l, "no metrics endpoint") && strings.Contains(l, port)
+	}
+	if !warned {
+		t.Errorf("the log has no line warning that port %s is taken", port)
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatalf("no metrics file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("the metrics file has mode %o, want 644", fi.Mode().Perm())
+	}
+}
+
+// TestMountTableEntry: the mount table shows the source path as the
+// mount's source and fuse.cachefs as its type.
+func TestMountTableEntry(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	mnt := filepath.Join(e.tmp, "mnt")
+	e.mount(src, mnt)
+	m, ok, err := mounttable.Find(mnt)
+	if err != nil || !ok {
+		t.Fatalf("%s not in the mount table: %v", mnt, err)
+	}
+	if m.FSType != "fuse.cachefs" || m.Source != src {
+		t.Errorf("mount table entry: type %q, source %q; want fuse.cachefs, %s", m.FSType, m.Source, src)
+	}
+	e.unmount(mnt)
+}
+
+// TestCacheDirTightened: a --cache-dir of the user's own that is open to
+// others is tightened to 0700, not refused.
+func TestCacheDirTightened(t *testing.T) {
+	e, src, mnt, cache := newSmallEnv(t)
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.mount(src, mnt, "--cache-dir", cache)
+	if fi, err := os.Stat(cache); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("--cache-dir of mode 0755 after the mount: %v, want 0700", fi.Mode().Perm())
+	}
+	e.unmount(mnt)
+}
+
+// TestMountOptions: a mount is always ro, nosuid and nodev, with
+// default_permissions (the kernel checks modes and ACLs), and open to other
+// users only with --allow-other.
+func TestMountOptions(t *testing.T) {
+	e := newEnv(t)
+	src := smallSource(t, e)
+	for _, c := range []struct {
+		flags       []string
+		allowOthers bool
+	}{{nil, false}, {[]string{"--allow-other"}, true}} {
+		mnt := filepath.Join(e.tmp, fmt.Sprintf("mnt-%v", c.allowOthers))
+		e.mount(src, mnt, append([]string{"--cache-dir", mnt + ".cache"}, c.flags...)...)
+		opts := mountOptionsAt(t, mnt)
+		has := map[string]bool{}
+		for _, o := range strings.FieldsFunc(opts, func(r rune) bool { return r == ',' || r == ' ' }) {
+			has[o] = true
+		}
+		if !has["ro"] || !has["nosuid"] || !has["nodev"] || !has["default_permissions"] || has["allow_other"] != c.allowOthers {
+			t.Errorf("%v: mount options %q; want ro, nosuid, nodev, default_permissions, allow_other %v", c.flags, opts, c.allowOthers)
+		}
+		e.unmount(mnt)
 	}
 }

@@ -2,14 +2,12 @@ package integration
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,11 +45,11 @@ func sumTree(t *testing.T, dir string) string {
 
 // startRun starts `cachefs run SOURCE MOUNTPOINT ...` in the background and returns it with its
 // outputs; the test's cleanup kills it and its group if the test left it.
-func (e *env) startRun(args ...string) (*exec.Cmd, *lockedBuffer, *lockedBuffer) {
+func (e *env) startRun(args ...string) (*exec.Cmd, *syncBuf, *syncBuf) {
 	e.t.Helper()
 	cmd := exec.Command(binary, append([]string{"run"}, args...)...)
 	cmd.Env = e.environ()
-	var out, errb lockedBuffer
+	var out, errb syncBuf
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -85,36 +83,6 @@ func waitRun(t *testing.T, cmd *exec.Cmd) error {
 		t.Fatalf("cachefs run still running after %s: it hangs", cmdDeadline)
 		return nil
 	}
-}
-
-// lockedBuffer collects a running process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func exitStatus(t *testing.T, err error) int {
-	t.Helper()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatal(err)
-	}
-	if ee != nil {
-		return ee.ExitCode()
-	}
-	return 0
 }
 
 // waitFile polls for a file that a job's command writes when it reaches a
@@ -214,11 +182,12 @@ func TestRunCommandErrors(t *testing.T) {
 	}
 }
 
-// signalJob is a command that reports its start, answers SIGUSR1 and
-// SIGUSR2 in files, and exits 7 on SIGTERM unless told to ignore it.
+// signalJob is a command that reports its start, answers SIGUSR1, SIGUSR2
+// and SIGINT in files, and exits 7 on SIGTERM unless told to ignore it.
 const signalJob = `dir=$1
 trap 'echo usr1 >> "$dir/signals"' USR1
 trap 'echo usr2 >> "$dir/signals"' USR2
+trap 'echo int >> "$dir/signals"' INT
 if [ "$2" = ignore ]; then trap '' TERM; else trap 'echo term >> "$dir/signals"; exit 7' TERM; fi
 echo $$ > "$dir/started"
 while :; do sleep 0.05; done`
@@ -232,16 +201,24 @@ func TestRunForwardsSignals(t *testing.T) {
 	if !isMounted(mnt) {
 		t.Fatalf("the command started but %s is not mounted", mnt)
 	}
-	for _, s := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
-		cmd.Process.Signal(s)
-		want := map[syscall.Signal]string{syscall.SIGUSR1: "usr1\n", syscall.SIGUSR2: "usr1\nusr2\n"}[s]
+	want := ""
+	for _, s := range []struct {
+		sig  syscall.Signal
+		line string
+	}{{syscall.SIGUSR1, "usr1\n"}, {syscall.SIGUSR2, "usr2\n"}, {syscall.SIGINT, "int\n"}} {
+		if err := cmd.Process.Signal(s.sig); err != nil {
+			t.Fatal(err)
+		}
+		want += s.line
 		waitContent(t, filepath.Join(e.tmp, "signals"), want)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if code := exitStatus(t, waitRun(t, cmd)); code != 7 {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCodeOf(t, waitRun(t, cmd)); code != 7 {
 		t.Fatalf("cachefs run exited %d after SIGTERM, want the command's 7\nstderr: %s", code, errb)
 	}
-	if got, _ := os.ReadFile(filepath.Join(e.tmp, "signals")); string(got) != "usr1\nusr2\nterm\n" {
+	if got, _ := os.ReadFile(filepath.Join(e.tmp, "signals")); string(got) != want+"term\n" {
 		t.Errorf("the command saw %q, want each signal once", got)
 	}
 	if isMounted(mnt) {
@@ -259,7 +236,7 @@ func TestRunGracePeriodKillsCommand(t *testing.T) {
 	cmd, _, errb := e.startRun(src, mnt, "--grace", "200ms", "--", "sh", "-c", signalJob, "sh", e.tmp, "ignore")
 	pid, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(e.tmp, "started"))))
 	cmd.Process.Signal(syscall.SIGTERM)
-	if code := exitStatus(t, waitRun(t, cmd)); code != 128+9 {
+	if code := exitCodeOf(t, waitRun(t, cmd)); code != 128+9 {
 		t.Fatalf("cachefs run exited %d, want 137 (command killed after its grace period)\nstderr: %s", code, errb)
 	}
 	if processAlive(pid) {

@@ -173,7 +173,7 @@ func (c *cluster) sbatch(script string, wait bool, opts ...string) (id string, c
 	cmd.Env = append(os.Environ(), "SLURM_CONF="+c.conf)
 	cmd.Dir = c.home
 	out, err := cmd.Output()
-	code = exitStatus(c.t, err)
+	code = exitCodeOf(c.t, err)
 	id = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	if id == "" {
 		c.t.Fatalf("sbatch: no job id (exit %d): %v", code, err)

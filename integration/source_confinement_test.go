@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
+	"github.com/cachefs/cachefs/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,37 +44,6 @@ func threads(t *testing.T, pid int) int {
 		t.Fatal(err)
 	}
 	return len(ents)
-}
-
-// watchOpens counts the IN_OPEN events inotify reports for dir and the
-// entries in it, from any process.
-func watchOpens(t *testing.T, dir string) func() int {
-	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_OPEN); err != nil {
-		t.Fatal(err)
-	}
-	return func() int {
-		n := 0
-		buf := make([]byte, 64<<10)
-		for {
-			got, err := unix.Read(fd, buf)
-			if err != nil || got <= 0 {
-				return n
-			}
-			for off := 0; off+unix.SizeofInotifyEvent <= got; {
-				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				if ev.Mask&unix.IN_OPEN != 0 {
-					n++
-				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-			}
-		}
-	}
 }
 
 // FIFOs swapped in for source files after the snapshot: each read fails
@@ -152,14 +121,9 @@ func TestSourceFIFOSwappedInPrefetch(t *testing.T) {
 // it: the reader gets EIO and the daemon opens nothing outside.
 func TestSourceSymlinkedDirectoryNotFollowed(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.tmp, "src")
+	src := writableSource(t, e, map[string]string{"d/f": "in the source\n", "d/g": "in the source\n"})
 	outside := filepath.Join(e.tmp, "outside")
-	os.MkdirAll(filepath.Join(src, "d"), 0o755)
-	os.MkdirAll(outside, 0o755)
-	os.WriteFile(filepath.Join(src, "d/f"), []byte("in the source\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "d/g"), []byte("in the source\n"), 0o644)
-	os.WriteFile(filepath.Join(outside, "f"), []byte("outside\n"), 0o600)
-	os.WriteFile(filepath.Join(outside, "g"), []byte("outside\n"), 0o600)
+	writeFiles(t, outside, 0o600, map[string]string{"f": "outside\n", "g": "outside\n"})
 	mnt := filepath.Join(e.tmp, "mnt")
 	e.mount(src, mnt)
 	if err := os.RemoveAll(filepath.Join(src, "d")); err != nil {
@@ -168,7 +132,7 @@ func TestSourceSymlinkedDirectoryNotFollowed(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(src, "d")); err != nil {
 		t.Fatal(err)
 	}
-	opens := watchOpens(t, outside)
+	opens := testutil.WatchOpens(t, outside)
 	for _, name := range []string{"d/f", "d/g"} {
 		b, err := readGuarded(t, filepath.Join(mnt, name))
 		if !errors.Is(err, syscall.EIO) {

@@ -2,10 +2,8 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -41,11 +39,8 @@ func TestUnprivilegedMount(t *testing.T) {
 		t.Errorf("summary should count the unreadable directory: %q", summary)
 	}
 	as := func(name string, args ...string) (string, error) {
-		c := exec.Command(name, args...)
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		c.Dir = "/"
-		out, err := c.CombinedOutput()
-		return string(out), err
+		t.Helper()
+		return combinedAs(t, cred, name, args...)
 	}
 	if out, err := as("cat", filepath.Join(mnt, "data", "run1.json")); err != nil || out != `{"ok":true}` {
 		t.Errorf("read as the user: %q %v", out, err)

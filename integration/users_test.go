@@ -5,6 +5,7 @@ package integration
 // puts /dev/fuse back as it found it.
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,4 +119,30 @@ func traversableDir(t *testing.T, prefix string) string {
 		t.Fatal(err)
 	}
 	return base
+}
+
+// runAsUser runs name as cred, from "/", and returns what it wrote to
+// stdout and to stderr. A command still running after hangGuard, such as a
+// read through a hung mount, is killed and fails the test.
+func runAsUser(t *testing.T, cred *syscall.Credential, name string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.Dir = "/"
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v as uid %d still running after %s: it hangs", name, args, cred.Uid, hangGuard)
+	}
+	return out.String(), errb.String(), err
+}
+
+// combinedAs is runAsUser with both outputs in one string.
+func combinedAs(t *testing.T, cred *syscall.Credential, name string, args ...string) (string, error) {
+	t.Helper()
+	out, errb, err := runAsUser(t, cred, name, args...)
+	return out + errb, err
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -101,7 +102,9 @@ func TestWritableClients(t *testing.T) {
 	metadataStorm(t, mnt)
 
 	lock := filepath.Join(mnt, "d1", "_builder.lock")
-	holder := exec.Command(python, "-c", holdLock, lock)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	holder := exec.CommandContext(ctx, python, "-c", holdLock, lock)
 	stdin, _ := holder.StdinPipe()
 	var held syncBuf
 	holder.Stdout, holder.Stderr = &held, &held
@@ -111,7 +114,7 @@ func TestWritableClients(t *testing.T) {
 	defer holder.Wait()
 	defer stdin.Close()
 	waitFor(t, "the first process to take the lock", func() bool { return strings.Contains(held.String(), "held") })
-	contender := exec.Command(python, "-c", tryLock, lock)
+	contender := exec.CommandContext(ctx, python, "-c", tryLock, lock)
 	var got syncBuf
 	contender.Stdout, contender.Stderr = &got, &got
 	if err := contender.Start(); err != nil {
@@ -222,14 +225,23 @@ func (s *syncBuf) String() string {
 func writableSource(t *testing.T, e *env, files map[string]string) string {
 	t.Helper()
 	src := filepath.Join(e.tmp, "src")
+	writeFiles(t, src, 0o644, files)
+	return src
+}
+
+// writeFiles writes files (path under dir: contents) with mode, making the
+// directories on the way.
+func writeFiles(t *testing.T, dir string, mode os.FileMode, files map[string]string) {
+	t.Helper()
 	for name, content := range files {
-		p := filepath.Join(src, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return src
 }
 
 func randomBytes(n int) []byte {
@@ -353,9 +365,10 @@ func TestPushConcurrentOnePath(t *testing.T) {
 	}
 	var cmds [2]*exec.Cmd
 	var outs [2]bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
 	for i := range cmds {
-		cmds[i] = exec.Command(binary, "push", mnts[i])
-		cmds[i].Env = e.environ()
+		cmds[i] = e.command(ctx, "push", mnts[i])
 		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
 	}
 	for _, c := range cmds {
@@ -365,8 +378,10 @@ func TestPushConcurrentOnePath(t *testing.T) {
 	}
 	codes := map[int]int{}
 	for _, c := range cmds {
-		c.Wait()
-		codes[c.ProcessState.ExitCode()]++
+		codes[exitCodeOf(t, c.Wait())]++
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("two pushes still running after %s: they hang", hangGuard)
 	}
 	if codes[0] != 1 || codes[13] != 1 {
 		t.Errorf("exit codes %v, want one 0 and one 13\n%s\n%s", codes, outs[0].String(), outs[1].String())
@@ -399,8 +414,9 @@ func TestPushKill9(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mnt, "data", "big.bin"), fresh, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "push", mnt)
-	cmd.Env = e.environ()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := e.command(ctx, "push", mnt)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -437,13 +453,8 @@ func TestPushKill9(t *testing.T) {
 
 // processExited reports whether pid is a zombie or gone, without reaping.
 func processExited(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+	st := procStateOf(pid)
+	return st == 0 || st == 'Z'
 }
 
 // TestPushReadOnlySource: a SOURCE that refuses writes fails the push
@@ -493,7 +504,7 @@ func TestWritableConfinedToItsUser(t *testing.T) {
 	if out, stderr, err := readAs(t, bob, filepath.Join(private, "pub", "readme")); err == nil {
 		t.Errorf("another user read through a private writable mount: %q %s", out, stderr)
 	}
-	if err := execAs(bob, "touch", filepath.Join(private, "pub", "planted")); err == nil {
+	if err := execAs(t, bob, "touch", filepath.Join(private, "pub", "planted")); err == nil {
 		t.Errorf("another user wrote through a private writable mount")
 	}
 	e.unmount(private)
@@ -501,7 +512,7 @@ func TestWritableConfinedToItsUser(t *testing.T) {
 	shared := filepath.Join(e.tmp, "shared")
 	e.mount(src, shared, "--writable", "--allow-other", "--cache-dir", filepath.Join(e.tmp, "c2"))
 	secret := filepath.Join(shared, "pub", "alice.txt")
-	if err := execAs(alice, "sh", "-c", "umask 077; echo secret > "+secret); err != nil {
+	if err := execAs(t, alice, "sh", "-c", "umask 077; echo secret > "+secret); err != nil {
 		t.Fatalf("alice writing through the shared mount: %v", err)
 	}
 	expectAccess(t, alice, "alice", "secret\n", secret)
@@ -510,11 +521,10 @@ func TestWritableConfinedToItsUser(t *testing.T) {
 	e.unmount(shared)
 }
 
-func execAs(cred *syscall.Credential, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	cmd.Dir = "/"
-	return cmd.Run()
+func execAs(t *testing.T, cred *syscall.Credential, name string, args ...string) error {
+	t.Helper()
+	_, _, err := runAsUser(t, cred, name, args...)
+	return err
 }
 
 // TestUnprivilegedWritable: a user who may not mount overlayfs gets the
@@ -544,7 +554,7 @@ func TestUnprivilegedWritable(t *testing.T) {
 	if r := e.run("status", mnt); r.code != 0 || !strings.Contains(r.stdout, "writable") {
 		t.Errorf("status as the user: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if err := execAs(cred, "sh", "-c", "echo new > "+filepath.Join(mnt, "ds", "new.json")); err != nil {
+	if err := execAs(t, cred, "sh", "-c", "echo new > "+filepath.Join(mnt, "ds", "new.json")); err != nil {
 		t.Fatalf("writing as the user: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(src, "ds", "new.json")); !errors.Is(err, os.ErrNotExist) {
@@ -619,6 +629,11 @@ func mountOptionsAt(t *testing.T, mnt string) string {
 		if len(f) > 5 && f[4] == mnt {
 			opts = f[5] + " " + f[len(f)-1]
 		}
+	}
+	// No entry has no options: a check for an option's absence would
+	// pass without looking.
+	if opts == "" {
+		t.Fatalf("%s is not in the mount table", mnt)
 	}
 	return opts
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cachefs/cachefs/internal/testutil"
 	"github.com/cachefs/cachefs/privdir"
 )
 
@@ -26,11 +27,11 @@ func TestPrepareLayout(t *testing.T) {
 	if _, err := Prepare(cache, uint32(os.Geteuid()), uint32(os.Getegid()), 0o40755); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(l.Upper); fi.Mode().Perm() != 0o755 {
-		t.Errorf("upper root mode %v, want 0755", fi.Mode())
+	if fi, err := os.Stat(l.Upper); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("upper root: %v %v, want mode 0755", fi, err)
 	}
-	if fi, _ := os.Stat(l.Dir); fi.Mode().Perm() != 0o700 {
-		t.Errorf("the layers' directory became %v", fi.Mode())
+	if fi, err := os.Stat(l.Dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the layers' directory: %v %v, want mode 0700", fi, err)
 	}
 }
 
@@ -42,7 +43,7 @@ func TestPreparePlantedSymlinkRefused(t *testing.T) {
 	if _, err := Prepare(cache, 0, 0, 0o700); !errors.Is(err, privdir.ErrNotPrivate) {
 		t.Errorf("Prepare over a symlink: %v, want a privdir refusal", err)
 	}
-	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+	if ents := testutil.ReadDir(t, elsewhere); len(ents) != 0 {
 		t.Errorf("Prepare wrote through the symlink: %v", ents)
 	}
 }
@@ -59,13 +60,13 @@ func TestDiscardKeepsDirsAndFollowsNoLink(t *testing.T) {
 	os.MkdirAll(filepath.Join(l.Upper, "d"), 0o755)
 	os.WriteFile(filepath.Join(l.Upper, "d", "f"), []byte("12345"), 0o644)
 	os.Symlink(outside, filepath.Join(l.Upper, "link"))
-	if files, bytes, _ := Usage(l.Upper); files != 1 || bytes != 5 {
-		t.Errorf("Usage: %d files, %d bytes; want 1, 5", files, bytes)
+	if files, bytes, err := Usage(l.Upper); err != nil || files != 1 || bytes != 5 {
+		t.Errorf("Usage: %d files, %d bytes, %v; want 1, 5", files, bytes, err)
 	}
 	if err := Discard(l); err != nil {
 		t.Fatal(err)
 	}
-	if ents, _ := os.ReadDir(l.Upper); len(ents) != 0 {
+	if ents := testutil.ReadDir(t, l.Upper); len(ents) != 0 {
 		t.Errorf("upper not emptied: %v", ents)
 	}
 	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/cachefs/cachefs/internal/testutil"
 )
 
 // victim is a file of ours that a planted name points at.
@@ -106,7 +108,7 @@ func TestWriteReplace(t *testing.T) {
 	if m := mode(t, filepath.Join(dir, "r.json")); m != 0o600 {
 		t.Errorf("r.json has mode %v", m)
 	}
-	ents, _ := os.ReadDir(dir)
+	ents := testutil.ReadDir(t, dir)
 	if len(ents) != 2 {
 		t.Errorf("temporary files left: %v", ents)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cachefs/cachefs/internal/testutil"
 )
 
 // other is a uid that belongs to nobody on the test machine: files chowned
@@ -94,7 +96,7 @@ func TestMakeRefusesAnotherUsersDir(t *testing.T) {
 	mustNil(t, os.Chown(planted, other, other))
 	_, err := Make(shared, "cachefs-0", "src-abc")
 	wantRefusal(t, err, planted, "is owned by uid 54321, not by you")
-	if ents, _ := os.ReadDir(planted); len(ents) != 0 {
+	if ents := testutil.ReadDir(t, planted); len(ents) != 0 {
 		t.Errorf("Make wrote into the other user's directory: %v", ents)
 	}
 }
@@ -114,7 +116,7 @@ func TestMakeRefusesSymlinks(t *testing.T) {
 	mustNil(t, os.Symlink(target, filepath.Join(own, "run")))
 	_, err = Make(shared, "cachefs-0", "run")
 	wantRefusal(t, err, filepath.Join(own, "run"), "is a symlink")
-	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+	if ents := testutil.ReadDir(t, target); len(ents) != 0 {
 		t.Errorf("Make wrote through the link: %v", ents)
 	}
 }
@@ -203,7 +205,7 @@ func TestFindCreatesNothing(t *testing.T) {
 	if _, err := Find(shared, "cachefs-0", "run"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Find of a missing directory: %v, want ErrNotExist", err)
 	}
-	if ents, _ := os.ReadDir(shared); len(ents) != 0 {
+	if ents := testutil.ReadDir(t, shared); len(ents) != 0 {
 		t.Errorf("Find created %v", ents)
 	}
 	if _, err := Make(shared, ".."); err == nil {

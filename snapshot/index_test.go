@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachefs/cachefs/internal/testutil"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -159,7 +160,7 @@ func TestIndexRoundTrip(t *testing.T) {
 	if _, err := WriteIndex(path, s, info); err != nil {
 		t.Fatal(err)
 	}
-	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+	if ents := testutil.ReadDir(t, filepath.Dir(path)); len(ents) != 1 {
 		t.Errorf("directory holds %d files after a rewrite, want 1", len(ents))
 	}
 	// Writing where it cannot leaves nothing and says why.

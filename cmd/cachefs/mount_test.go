@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cachefs/cachefs/internal/testutil"
 	"github.com/spf13/pflag"
 )
 
@@ -69,7 +69,7 @@ func TestUsageErrorsCreateNothing(t *testing.T) {
 		if exitCode(err) != exitUsage {
 			t.Errorf("%s: exit %d (%v), want %d", flags, exitCode(err), err, exitUsage)
 		}
-		if ents, _ := os.ReadDir(d); len(ents) > 0 {
+		if ents := testutil.ReadDir(t, d); len(ents) > 0 {
 			t.Fatalf("%s: %s holds %v", flags, d, ents)
 		}
 	}
