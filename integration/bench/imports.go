@@ -25,15 +25,18 @@ import (
 // so it also holds the many files the imports never touch.
 
 // stormSetups are the setups that run the storm (if asked for at all).
-var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs", "floor", "local"}
+var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs-nolist", "cachefs", "floor", "local"}
 
 type stormResult struct {
-	Setup   string        `json:"setup"`
-	Seconds float64       `json:"seconds"` // staging or mount plus the imports
-	Import  float64       `json:"import_seconds"`
-	Modules int           `json:"modules"`
-	Source  *sourceCounts `json:"source,omitempty"`
-	Error   string        `json:"error,omitempty"`
+	Setup   string  `json:"setup"`
+	Seconds float64 `json:"seconds"` // staging or mount plus the imports
+	Import  float64 `json:"import_seconds"`
+	Modules int     `json:"modules"`
+	// Bytes is the size of the files the imports read, what the source
+	// needs to give at least.
+	Bytes  int64         `json:"bytes"`
+	Source *sourceCounts `json:"source,omitempty"`
+	Error  string        `json:"error,omitempty"`
 }
 
 // stormScript imports the modules named in argv and prints the files of
@@ -144,6 +147,7 @@ func (b *bench) importStorm(ctx context.Context) []stormResult {
 			continue
 		}
 		r := b.stormOnce(ctx, s, tree, files)
+		r.Bytes = sizeOf(tree, files)
 		progress("import storm: %s: %.2fs (imports %.2fs, %d modules) %s", s, r.Seconds, r.Import, r.Modules, r.Error)
 		res = append(res, r)
 	}
@@ -211,6 +215,17 @@ func (b *bench) stormStage(ctx context.Context, setup, src string, files []strin
 		return dst, copyFiles(ctx, src, dst, files, floorInFlight)
 	}
 	return b.cachefsMount(ctx, "storm-"+setup, src, cl, cachefsVariants[setup]...)
+}
+
+// sizeOf adds up the sizes of files, relative to root.
+func sizeOf(root string, files []string) int64 {
+	var n int64
+	for _, f := range files {
+		if fi, err := os.Stat(filepath.Join(root, f)); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 func lastLines(s string, n int) string {
