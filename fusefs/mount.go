@@ -50,6 +50,10 @@ type Config struct {
 	// OnList, if set, hears of every open of a directory for listing;
 	// the prefetcher uses it. It must not block.
 	OnList func(idx uint32)
+	// OnLookup, if set, hears of every regular file described to the
+	// kernel (a lookup, or an entry of READDIRPLUS): the kernel holds its
+	// inode once the reply is in. It must not block.
+	OnLookup func(idx uint32)
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -71,6 +75,7 @@ type Mount struct {
 	passthrough bool
 	onOpen      func(idx uint32)
 	onList      func(idx uint32)
+	onLookup    func(idx uint32)
 	// kernelOpens, once set, makes every open answer ENOSYS (see
 	// KernelOpens); held then serves the reads, which come without handles.
 	kernelOpens atomic.Bool
@@ -80,7 +85,7 @@ type Mount struct {
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
-	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList}
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList, onLookup: cfg.OnLookup}
 	snap := cfg.Snapshot
 	if cfg.AllowOther {
 		if !snap.ACLsRecorded() {

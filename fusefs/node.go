@@ -67,6 +67,9 @@ func (t *rawFS) fillEntry(out *fuse.EntryOut, idx uint32) {
 	fillAttr(&out.Attr, t.snap.Attr(idx))
 	out.SetEntryTimeout(forever)
 	out.SetAttrTimeout(forever)
+	if l := t.m.onLookup; l != nil && t.snap.Attr(idx).IsRegular() {
+		l(idx)
+	}
 }
 
 // Lookup is a binary search among the directory's children. A name that is
