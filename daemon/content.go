@@ -59,9 +59,10 @@ type prefetchWarmer struct {
 }
 
 func (w prefetchWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
-	n, err := w.c.cache.Prefetch(ctx, w.c.key(idx))
+	var data []byte
+	n, err := w.c.cache.PrefetchWhole(ctx, w.c.key(idx), func(b []byte) { data = w.pc.copyOf(b) })
 	if err == nil {
-		w.pc.fetchedWhole(idx)
+		w.pc.fetchedWhole(idx, data)
 	}
 	return n, forPrefetch(err)
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	cfs "github.com/cachefs/cachefs/fusefs"
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,10 +22,15 @@ type pageCache struct {
 	c   cacheContent
 	max int64 // the largest file handed over
 	m   *cfs.Mount
+	log zerolog.Logger
 	// fetched marks the files the prefetcher fetched whole; 1 bit each.
 	fetched []atomic.Uint64
-	queue   chan uint32
+	queue   chan pageCacheItem
 	stop    chan struct{}
+	// pending is the bytes queued with their data; past pageCacheHeld
+	// the data is dropped and read back from the cache when its turn
+	// comes.
+	pending atomic.Int64
 	wg      sync.WaitGroup
 	files   atomic.Int64 // handed over
 	bytes   atomic.Int64
@@ -38,11 +44,19 @@ type pageCache struct {
 const (
 	pageCacheQueue = 4096
 	pageCacheMax   = 1 << 20
+	pageCacheHeld  = 32 << 20
 )
 
-func newPageCache(c cacheContent, max int64) *pageCache {
-	return &pageCache{c: c, max: max, fetched: make([]atomic.Uint64, (c.snap.Len()+63)/64),
-		queue: make(chan uint32, pageCacheQueue), stop: make(chan struct{})}
+// pageCacheItem is a file to hand over, with its bytes when the fetch
+// that just stored them passed them on (nil: read them from the cache).
+type pageCacheItem struct {
+	idx  uint32
+	data []byte
+}
+
+func newPageCache(log zerolog.Logger, c cacheContent, max int64) *pageCache {
+	return &pageCache{c: c, max: max, log: log, fetched: make([]atomic.Uint64, (c.snap.Len()+63)/64),
+		queue: make(chan pageCacheItem, pageCacheQueue), stop: make(chan struct{})}
 }
 
 // start hands files over to m from now on.
@@ -53,8 +67,9 @@ func (p *pageCache) start(m *cfs.Mount) {
 		defer p.wg.Done()
 		for {
 			select {
-			case idx := <-p.queue:
-				p.push(idx)
+			case it := <-p.queue:
+				p.pending.Add(-int64(len(it.data)))
+				p.push(it)
 			case <-p.stop:
 				return
 			}
@@ -69,11 +84,21 @@ func (p *pageCache) close() {
 	}
 	close(p.stop)
 	p.wg.Wait()
+	p.log.Info().Int64("files", p.files.Load()).Int64("bytes", p.bytes.Load()).Msg("small files handed to the kernel's page cache")
+}
+
+// copyOf keeps a copy of a fetched file's bytes for the hand-over, or
+// nil when too much is held already or the file is too large.
+func (p *pageCache) copyOf(b []byte) []byte {
+	if p == nil || int64(len(b)) > p.max || p.pending.Load()+int64(len(b)) > pageCacheHeld {
+		return nil
+	}
+	return append([]byte(nil), b...)
 }
 
 // fetchedWhole records that the prefetcher fetched idx whole, and hands it
-// over if it is small.
-func (p *pageCache) fetchedWhole(idx uint32) {
+// over if it is small; data, if not nil, is its bytes.
+func (p *pageCache) fetchedWhole(idx uint32, data []byte) {
 	if p == nil {
 		return
 	}
@@ -81,28 +106,35 @@ func (p *pageCache) fetchedWhole(idx uint32) {
 		return
 	}
 	p.fetched[idx/64].Or(1 << (idx % 64))
-	p.enqueue(idx)
+	p.enqueue(pageCacheItem{idx, data})
 }
 
 // onLookup hands idx over if it was fetched whole: the kernel is about to
 // hold its inode, and pages of an inode it dropped went with it.
 func (p *pageCache) onLookup(idx uint32) {
 	if p.fetched[idx/64].Load()&(1<<(idx%64)) != 0 {
-		p.enqueue(idx)
+		p.enqueue(pageCacheItem{idx: idx})
 	}
 }
 
-func (p *pageCache) enqueue(idx uint32) {
+func (p *pageCache) enqueue(it pageCacheItem) {
+	p.pending.Add(int64(len(it.data)))
 	select {
-	case p.queue <- idx:
+	case p.queue <- it:
 	default:
+		p.pending.Add(-int64(len(it.data)))
 	}
 }
 
-// push reads idx's bytes from the cache, checked, and hands them to the
-// kernel; a file no longer whole in the cache is left alone (reading it
-// would reach the source).
-func (p *pageCache) push(idx uint32) {
+// push hands a file's bytes to the kernel: those the fetch passed on, or
+// else read from the cache, checked; a file no longer whole in the cache
+// is left alone (reading it would reach the source).
+func (p *pageCache) push(it pageCacheItem) {
+	if it.data != nil {
+		p.store(it.idx, it.data)
+		return
+	}
+	idx := it.idx
 	size := p.c.snap.Attr(idx).Size
 	h, err := p.c.cache.OpenFile(p.c.key(idx))
 	if err != nil {
@@ -117,9 +149,13 @@ func (p *pageCache) push(idx uint32) {
 	if n, err := preadFull(int(fd), buf); err != nil || n != len(buf) {
 		return
 	}
-	if p.m.StoreCache(idx, buf) {
+	p.store(idx, buf)
+}
+
+func (p *pageCache) store(idx uint32, data []byte) {
+	if p.m.StoreCache(idx, data) {
 		p.files.Add(1)
-		p.bytes.Add(size)
+		p.bytes.Add(int64(len(data)))
 	}
 }
 

@@ -108,7 +108,7 @@ func (c *Config) walk(ctx context.Context, log zerolog.Logger, root *unix.Stat_t
 // mounted at the view's lower directory.
 func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *blockcache.Cache, wv *writableView) (*state, error) {
 	content := cacheContent{snap: snap, cache: cache}
-	pc := newPageCache(content, min(c.BlockSize, pageCacheMax))
+	pc := newPageCache(log, content, min(c.BlockSize, pageCacheMax))
 	pf, onOpen, onList, err := c.startPrefetch(log, snap, prefetchWarmer{content, pc})
 	if err != nil {
 		return nil, err

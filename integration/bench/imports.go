@@ -147,7 +147,6 @@ func (b *bench) importStorm(ctx context.Context) []stormResult {
 			continue
 		}
 		r := b.stormOnce(ctx, s, tree, files)
-		r.Bytes = sizeOf(tree, files)
 		progress("import storm: %s: %.2fs (imports %.2fs, %d modules) %s", s, r.Seconds, r.Import, r.Modules, r.Error)
 		res = append(res, r)
 	}
@@ -215,17 +214,6 @@ func (b *bench) stormStage(ctx context.Context, setup, src string, files []strin
 		return dst, copyFiles(ctx, src, dst, files, floorInFlight)
 	}
 	return b.cachefsMount(ctx, "storm-"+setup, src, cl, cachefsVariants[setup]...)
-}
-
-// sizeOf adds up the sizes of files, relative to root.
-func sizeOf(root string, files []string) int64 {
-	var n int64
-	for _, f := range files {
-		if fi, err := os.Stat(filepath.Join(root, f)); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
 }
 
 func lastLines(s string, n int) string {

@@ -308,8 +308,9 @@ func (b *bench) cachefsCmd(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// daemonWarnings repeats what the daemon logged above info level, since its
-// log goes away with the run directory.
+// daemonWarnings repeats what the daemon logged above info level, and how
+// many small files it handed to the kernel's page cache, since its log
+// goes away with the run directory.
 func daemonWarnings(logPath string) {
 	b, err := os.ReadFile(logPath)
 	if err != nil {
@@ -317,7 +318,7 @@ func daemonWarnings(logPath string) {
 	}
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") || strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+		if strings.Contains(line, "page cache") || strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") || strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
 			if n++; n <= 10 {
 				progress("cachefs log: %s", line)
 			}
