@@ -3,6 +3,7 @@ package daemon
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/rs/zerolog"
@@ -23,10 +24,12 @@ type pageCache struct {
 	max int64 // the largest file handed over
 	m   *cfs.Mount
 	log zerolog.Logger
-	// fetched marks the files the prefetcher fetched whole; 1 bit each.
-	fetched []atomic.Uint64
-	queue   chan pageCacheItem
-	stop    chan struct{}
+	// fetched marks the files the prefetcher fetched whole, pushed those
+	// the kernel took; 1 bit each. A file is handed over once: a listing
+	// with READDIRPLUS describes every file of a directory again.
+	fetched, pushed []atomic.Uint64
+	queue           chan pageCacheItem
+	stop            chan struct{}
 	// pending is the bytes queued with their data; past pageCacheHeld
 	// the data is dropped and read back from the cache when its turn
 	// comes.
@@ -43,19 +46,25 @@ type pageCache struct {
 // what the job pays.
 const (
 	pageCacheQueue = 4096
-	pageCacheMax   = 1 << 20
+	pageCacheMax   = 128 << 10
 	pageCacheHeld  = 32 << 20
+	// lookupDelay is how long a hand-over asked for by a lookup waits,
+	// so that the kernel has taken the lookup's reply (and made the
+	// inode) before the pages arrive.
+	lookupDelay = 2 * time.Millisecond
 )
 
 // pageCacheItem is a file to hand over, with its bytes when the fetch
 // that just stored them passed them on (nil: read them from the cache).
 type pageCacheItem struct {
-	idx  uint32
-	data []byte
+	idx   uint32
+	data  []byte
+	after time.Time // not before: set for a lookup's hand-over
 }
 
 func newPageCache(log zerolog.Logger, c cacheContent, max int64) *pageCache {
-	return &pageCache{c: c, max: max, log: log, fetched: make([]atomic.Uint64, (c.snap.Len()+63)/64),
+	words := (c.snap.Len() + 63) / 64
+	return &pageCache{c: c, max: max, log: log, fetched: make([]atomic.Uint64, words), pushed: make([]atomic.Uint64, words),
 		queue: make(chan pageCacheItem, pageCacheQueue), stop: make(chan struct{})}
 }
 
@@ -69,6 +78,9 @@ func (p *pageCache) start(m *cfs.Mount) {
 			select {
 			case it := <-p.queue:
 				p.pending.Add(-int64(len(it.data)))
+				if d := time.Until(it.after); d > 0 {
+					time.Sleep(d)
+				}
 				p.push(it)
 			case <-p.stop:
 				return
@@ -106,15 +118,22 @@ func (p *pageCache) fetchedWhole(idx uint32, data []byte) {
 		return
 	}
 	p.fetched[idx/64].Or(1 << (idx % 64))
-	p.enqueue(pageCacheItem{idx, data})
+	p.enqueue(pageCacheItem{idx: idx, data: data})
 }
 
 // onLookup hands idx over if it was fetched whole: the kernel is about to
 // hold its inode, and pages of an inode it dropped went with it.
 func (p *pageCache) onLookup(idx uint32) {
-	if p.fetched[idx/64].Load()&(1<<(idx%64)) != 0 {
-		p.enqueue(pageCacheItem{idx: idx})
+	bit := uint64(1) << (idx % 64)
+	if p.fetched[idx/64].Load()&bit != 0 && p.pushed[idx/64].Load()&bit == 0 {
+		p.enqueue(pageCacheItem{idx: idx, after: time.Now().Add(lookupDelay)})
 	}
+}
+
+// onForget makes idx's next lookup hand it over again: the kernel dropped
+// its inode, and the pages with it.
+func (p *pageCache) onForget(idx uint32) {
+	p.pushed[idx/64].And(^(uint64(1) << (idx % 64)))
 }
 
 func (p *pageCache) enqueue(it pageCacheItem) {
@@ -154,6 +173,7 @@ func (p *pageCache) push(it pageCacheItem) {
 
 func (p *pageCache) store(idx uint32, data []byte) {
 	if p.m.StoreCache(idx, data) {
+		p.pushed[idx/64].Or(1 << (idx % 64))
 		p.files.Add(1)
 		p.bytes.Add(int64(len(data)))
 	}

@@ -113,9 +113,9 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 	if err != nil {
 		return nil, err
 	}
-	var onLookup func(uint32)
+	var onLookup, onForget func(uint32)
 	if pf != nil {
-		onLookup, content.pc = pc.onLookup, pc
+		onLookup, onForget, content.pc = pc.onLookup, pc.onForget, pc
 	}
 	fuseMnt := c.Mountpoint
 	if wv != nil {
@@ -128,6 +128,7 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 		OnOpen:      onOpen,
 		OnList:      onList,
 		OnLookup:    onLookup,
+		OnForget:    onForget,
 		FsName:      c.Source,
 		AllowOther:  c.AllowOther,
 		Logger:      fsLog,

@@ -54,6 +54,9 @@ type Config struct {
 	// kernel (a lookup, or an entry of READDIRPLUS): the kernel holds its
 	// inode once the reply is in. It must not block.
 	OnLookup func(idx uint32)
+	// OnForget, if set, hears of every inode the kernel dropped (with
+	// its pages). It must not block.
+	OnForget func(idx uint32)
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -76,6 +79,7 @@ type Mount struct {
 	onOpen      func(idx uint32)
 	onList      func(idx uint32)
 	onLookup    func(idx uint32)
+	onForget    func(idx uint32)
 	// kernelOpens, once set, makes every open answer ENOSYS (see
 	// KernelOpens); held then serves the reads, which come without handles.
 	kernelOpens atomic.Bool
@@ -85,7 +89,7 @@ type Mount struct {
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
-	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList, onLookup: cfg.OnLookup}
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList, onLookup: cfg.OnLookup, onForget: cfg.OnForget}
 	snap := cfg.Snapshot
 	if cfg.AllowOther {
 		if !snap.ACLsRecorded() {
