@@ -109,12 +109,16 @@ func (c *Config) walk(ctx context.Context, log zerolog.Logger, root *unix.Stat_t
 func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *blockcache.Cache, wv *writableView) (*state, error) {
 	content := cacheContent{snap: snap, cache: cache}
 	pc := newPageCache(log, content, min(c.BlockSize, pageCacheMax))
-	pf, onOpen, onList, err := c.startPrefetch(log, snap, prefetchWarmer{content, pc})
+	w := prefetchWarmer{content, pc}
+	if c.Early.NoPageCache {
+		w.pc = nil
+	}
+	pf, onOpen, onList, err := c.startPrefetch(log, snap, w)
 	if err != nil {
 		return nil, err
 	}
 	var onLookup, onForget func(uint32)
-	if pf != nil {
+	if pf != nil && !c.Early.NoPageCache {
 		onLookup, onForget, content.pc = pc.onLookup, pc.onForget, pc
 	}
 	fuseMnt := c.Mountpoint

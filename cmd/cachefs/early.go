@@ -19,6 +19,7 @@ type earlyOptions struct {
 	cpuProfile  string
 	maxInFlight int
 	minInFlight int
+	noPageCache bool
 }
 
 func (e *earlyOptions) AddFlags(f *pflag.FlagSet) {
@@ -26,15 +27,18 @@ func (e *earlyOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&e.maxInFlight, "max-in-flight", 64, "most background fetches in flight at the source; the daemon finds how many pay below this")
 	f.IntVar(&e.minInFlight, "min-in-flight", 16, "background fetches in flight at the start, and at the least (lowered to --max-in-flight if above it)")
 	f.StringVar(&e.cpuProfile, "cpuprofile", "", "development: write the daemon's CPU profile to this file until it exits")
-	if err := f.MarkHidden("cpuprofile"); err != nil {
-		panic(err)
+	f.BoolVar(&e.noPageCache, "no-page-cache", false, "development: do not hand small prefetched files to the kernel's page cache (to measure what it gains)")
+	for _, name := range []string{"cpuprofile", "no-page-cache"} {
+		if err := f.MarkHidden(name); err != nil {
+			panic(err)
+		}
 	}
 }
 
 // check validates the flags and parses --prefetch (off, or a comma list
 // of dir and list) into what the daemon fetches early.
 func (e *earlyOptions) check(prefetchFlag string) (daemon.Early, error) {
-	out := daemon.Early{Warm: e.warm, CPUProfile: e.cpuProfile}
+	out := daemon.Early{Warm: e.warm, CPUProfile: e.cpuProfile, NoPageCache: e.noPageCache}
 	// A site that sets only --max-in-flight 8 means at most 8.
 	e.minInFlight = min(e.minInFlight, e.maxInFlight)
 	if e.maxInFlight < 1 || e.maxInFlight > 4096 || e.minInFlight < 1 {

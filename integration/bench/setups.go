@@ -22,7 +22,7 @@ import (
 // allSetups is the canonical order: the slow baseline first, then the
 // peers and cachefs's variants, then the two floors: floor (every file
 // fetched at once, then local disk) and local (no source at all).
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "floor", "local"}
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-warm-nopc", "cachefs-warm", "floor", "local"}
 
 // cachefsVariants are the cachefs setups and the flags that make each,
 // so every policy's gain is measured side by side in one run.
@@ -39,6 +39,10 @@ var cachefsVariants = map[string][]string{
 	// The whole tree staged in the background from the moment the mount
 	// serves.
 	"cachefs-warm": {"--prefetch", "dir,list", "--warm", "."},
+	// The same two without handing prefetched small files to the
+	// kernel's page cache, to measure what that gains.
+	"cachefs-nopc":      {"--prefetch", "dir,list", "--no-page-cache"},
+	"cachefs-warm-nopc": {"--prefetch", "dir,list", "--warm", ".", "--no-page-cache"},
 }
 
 // tools each setup runs; a missing one skips the setup rather than failing
