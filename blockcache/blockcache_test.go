@@ -604,6 +604,32 @@ func TestPrefetchReturnsBusyInsteadOfWaiting(t *testing.T) {
 	}
 }
 
+// TestPrefetchWholeHandsOverOneBlockFiles: PrefetchWhole passes on the
+// bytes of a file of one block that it fetched, the source's bytes, and
+// nothing for a file of several blocks or one already stored.
+func TestPrefetchWholeHandsOverOneBlockFiles(t *testing.T) {
+	src := newSource(map[string]int{"small": 3000, "large": 4096*2 + 10})
+	c := open(t, t.TempDir(), src, Options{ReadAhead: -1})
+	defer c.Close()
+	var got [][]byte
+	keep := func(b []byte) { got = append(got, append([]byte(nil), b...)) }
+	if n, err := c.PrefetchWhole(context.Background(), key(src, "small"), keep); err != nil || n != 3000 {
+		t.Fatalf("prefetch small: %d %v", n, err)
+	}
+	if len(got) != 1 || !bytes.Equal(got[0], src.files["small"]) {
+		t.Fatalf("handed over %d slices, want the small file's bytes", len(got))
+	}
+	if _, err := c.PrefetchWhole(context.Background(), key(src, "large"), keep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PrefetchWhole(context.Background(), key(src, "small"), keep); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Errorf("handed over %d slices, want only the first small fetch's", len(got))
+	}
+}
+
 // TestSourceClosedOnceComplete: a file whose every block is stored needs
 // its source no more, so the source file is closed then, while the handle
 // stays open (the kernel may hold it long after the last read).

@@ -50,9 +50,12 @@ type fileState struct {
 	// latest (another state of the file stored blocks since), and only
 	// the log's length tells.
 	logSize int64
-	active  bool     // between activate and deactivate
-	data    *os.File // nil when idle, before the first store, or when the cache disk failed
-	plog    *os.File
+	active  bool // between activate and deactivate
+	// absent: this state found neither cache file on disk and nothing
+	// has made them since, so the first store creates them at once.
+	absent bool
+	data   *os.File // nil when idle, before the first store, or when the cache disk failed
+	plog   *os.File
 	// retired holds descriptors of files found damaged while open: a
 	// splice handed one of them may still be reading it, so they close
 	// with the state's other descriptors.
@@ -129,8 +132,20 @@ func (st *fileState) closeFiles() {
 // file) costs what they held and starts the file over: never a block
 // served from a file its records do not describe.
 func (st *fileState) openFiles(create bool) error {
+	if create && st.absent {
+		st.absent = false
+		// O_EXCL: a file that appeared since (planted, or made by
+		// another state of the file) fails the create, and the long way
+		// below deals with it.
+		if err := st.createFiles(); !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
 	data, err := st.c.dirs.openFile(st.name, unix.O_RDWR)
 	if errors.Is(err, os.ErrNotExist) {
+		if st.neverStored() {
+			return st.createOrNothing(create)
+		}
 		return st.startOver(create, "its data file is missing")
 	}
 	if err != nil {
@@ -222,6 +237,35 @@ func (st *fileState) startOver(create bool, why string) error {
 		return err
 	}
 	if !create {
+		return errNothingStored
+	}
+	return st.createFiles()
+}
+
+// neverStored reports whether a state whose data file is missing has
+// nothing to clear either: no bitmap of its own and no presence log on
+// disk (the log is created after the data file and removed before it, so
+// a log without its data file is damage, handled by startOver). It costs
+// one failed open, where startOver's removals cost three calls. st.mu held.
+func (st *fileState) neverStored() bool {
+	if st.loaded && (st.present > 0 || st.evictSeen != st.c.evictions.Load()) {
+		return false
+	}
+	f, err := st.c.dirs.openFile(st.name+".present", unix.O_RDONLY)
+	if err == nil {
+		f.Close()
+	}
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// createOrNothing starts a file with no cache files: it creates them when
+// create is set, and otherwise remembers that they are absent, so that the
+// first store creates them without looking again. st.mu held.
+func (st *fileState) createOrNothing(create bool) error {
+	st.forget()
+	st.loaded, st.evictSeen = true, st.c.evictions.Load()
+	if !create {
+		st.absent = true
 		return errNothingStored
 	}
 	return st.createFiles()

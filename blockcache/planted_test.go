@@ -171,3 +171,38 @@ func TestPlantedDataFilesNeverWritten(t *testing.T) {
 		t.Errorf("the file planted at the data name of a root-only file received bytes (%v)", err)
 	}
 }
+
+// TestPlantedAfterOpenNeverWritten: a file opened while nothing of it is
+// cached remembers that, so its first store creates the cache files
+// without looking again; a symlink another user plants at the data name
+// in between makes that create fail, never receive bytes, and the read
+// still serves the source's bytes.
+func TestPlantedAfterOpenNeverWritten(t *testing.T) {
+	as := otherUser(t)
+	base := traversable(t)
+	target, unchanged := victim(t, base, "target")
+	src := newSource(map[string]int{"a": 4096 * 3})
+	dir := filepath.Join(base, "cache")
+	for _, d := range []string{dir, filepath.Join(dir, "blocks")} {
+		os.Mkdir(d, 0o711)
+		os.Chmod(d, 0o711)
+	}
+	ka := key(src, "a").name()
+	sub := filepath.Join(dir, "blocks", ka[:2])
+	os.Mkdir(sub, 0o777)
+	os.Chmod(sub, 0o777)
+
+	c := open(t, dir, src, Options{ReadAhead: -1})
+	defer c.Close()
+	h, err := c.OpenFile(key(src, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	as("ln", "-s", target, filepath.Join(sub, ka))
+	p := make([]byte, len(src.files["a"]))
+	if n, err := h.ReadAt(context.Background(), p, 0); err != nil || n != len(p) || !bytes.Equal(p, src.files["a"]) {
+		t.Errorf("read %d bytes (%v)", n, err)
+	}
+	unchanged()
+}

@@ -43,7 +43,7 @@ func (c *Cache) backgroundMayFetch(n int64) bool {
 // checks the blocks already stored, so a warmed file has no damaged block
 // left and can be passed through. It returns the bytes it fetched.
 func (c *Cache) Warm(ctx context.Context, key Key) (int64, error) {
-	return c.warm(ctx, key, true)
+	return c.warm(ctx, key, true, nil)
 }
 
 // ErrBusy means a background fetch must wait for demand reads to finish;
@@ -57,10 +57,17 @@ var ErrBusy = errors.New("background fetch held back by demand reads")
 // their first read does, and a queue over a large warm cache would
 // otherwise read all of it from the cache disk.
 func (c *Cache) Prefetch(ctx context.Context, key Key) (int64, error) {
-	return c.warm(ctx, key, false)
+	return c.warm(ctx, key, false, nil)
 }
 
-func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
+// PrefetchWhole is Prefetch that also hands got the bytes of a file of one
+// block when it fetched them from the source, as stored, so the caller can
+// pass them on without reading them back. got must not keep the slice.
+func (c *Cache) PrefetchWhole(ctx context.Context, key Key, got func([]byte)) (int64, error) {
+	return c.warm(ctx, key, false, got)
+}
+
+func (c *Cache) warm(ctx context.Context, key Key, wait bool, got func([]byte)) (int64, error) {
 	h, err := c.OpenFile(key)
 	if err != nil {
 		return 0, err
@@ -93,6 +100,9 @@ func (c *Cache) warm(ctx context.Context, key Key, wait bool) (int64, error) {
 		c.bgBytes.Add(-n)
 		if err != nil {
 			return fetched, err
+		}
+		if got != nil && st.nblocks == 1 && int64(len(data)) == st.key.Size {
+			got(data)
 		}
 		fetched += int64(len(data))
 	}

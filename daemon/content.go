@@ -19,6 +19,7 @@ import (
 type cacheContent struct {
 	snap  *snapshot.Snapshot
 	cache *blockcache.Cache
+	pc    *pageCache // nil without a prefetcher
 }
 
 func (c cacheContent) Open(idx uint32) (cfs.Reader, error) {
@@ -50,11 +51,19 @@ func forPrefetch(err error) error {
 
 func (c cacheContent) cached(idx uint32) bool { return c.cache.Cached(c.key(idx)) }
 
-// prefetchWarmer adapts cacheContent to prefetch.Warmer.
-type prefetchWarmer struct{ c cacheContent }
+// prefetchWarmer adapts cacheContent to prefetch.Warmer; the small files
+// it fetches whole go on to the kernel's page cache (pc).
+type prefetchWarmer struct {
+	c  cacheContent
+	pc *pageCache
+}
 
 func (w prefetchWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
-	n, err := w.c.cache.Prefetch(ctx, w.c.key(idx))
+	var data []byte
+	n, err := w.c.cache.PrefetchWhole(ctx, w.c.key(idx), func(b []byte) { data = w.pc.copyOf(b) })
+	if err == nil {
+		w.pc.fetchedWhole(idx, data)
+	}
 	return n, forPrefetch(err)
 }
 

@@ -22,6 +22,10 @@ type Early struct {
 	// CPUProfile, if set, is where the daemon writes its CPU profile
 	// until it exits; for development.
 	CPUProfile string
+	// NoPageCache keeps prefetched small files out of the kernel's page
+	// cache until the job reads them; for development, to measure what
+	// handing them over gains.
+	NoPageCache bool
 }
 
 // resolveWarm finds the Warm paths in the snapshot, so a typo fails the

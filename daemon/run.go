@@ -62,6 +62,7 @@ func Run(ctx context.Context, c Config, rep Reporter) error {
 		return err
 	}
 	if d.pf != nil {
+		defer d.content.pc.close()
 		defer d.pf.Close()
 	}
 	d.peers = pr
@@ -107,9 +108,18 @@ func (c *Config) walk(ctx context.Context, log zerolog.Logger, root *unix.Stat_t
 // mounted at the view's lower directory.
 func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *blockcache.Cache, wv *writableView) (*state, error) {
 	content := cacheContent{snap: snap, cache: cache}
-	pf, onOpen, onList, err := c.startPrefetch(log, snap, prefetchWarmer{content})
+	pc := newPageCache(log, content, min(c.BlockSize, pageCacheMax))
+	w := prefetchWarmer{content, pc}
+	if c.Early.NoPageCache {
+		w.pc = nil
+	}
+	pf, onOpen, onList, err := c.startPrefetch(log, snap, w)
 	if err != nil {
 		return nil, err
+	}
+	var onLookup, onForget func(uint32)
+	if pf != nil && !c.Early.NoPageCache {
+		onLookup, onForget, content.pc = pc.onLookup, pc.onForget, pc
 	}
 	fuseMnt := c.Mountpoint
 	if wv != nil {
@@ -121,6 +131,8 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 		Content:     content,
 		OnOpen:      onOpen,
 		OnList:      onList,
+		OnLookup:    onLookup,
+		OnForget:    onForget,
 		FsName:      c.Source,
 		AllowOther:  c.AllowOther,
 		Logger:      fsLog,
@@ -144,6 +156,9 @@ func (c *Config) mount(log zerolog.Logger, snap *snapshot.Snapshot, cache *block
 			}
 			return nil, err
 		}
+	}
+	if content.pc != nil {
+		pc.start(m)
 	}
 	ptOK, why := m.PassthroughAvailable()
 	ptOK, why = choosePassthrough(c.Passthrough, ptOK, why, snap.Stats())

@@ -80,13 +80,14 @@ type EarlySettings struct {
 	Workers, DirFiles        int
 	DirBytes                 string
 	CPUProfile               string
+	NoPageCache              bool
 }
 
 // Parse checks the settings and returns what the daemon fetches early
 // and the prefetcher's bounds. A site that sets only MaxInFlight 8 means
 // at most 8: MinInFlight is lowered to it.
 func (s EarlySettings) Parse() (prefetch.Options, Early, error) {
-	early := Early{Warm: s.Warm, CPUProfile: s.CPUProfile}
+	early := Early{Warm: s.Warm, CPUProfile: s.CPUProfile, NoPageCache: s.NoPageCache}
 	s.MinInFlight = min(s.MinInFlight, s.MaxInFlight)
 	if s.MaxInFlight < 1 || s.MaxInFlight > 4096 || s.MinInFlight < 1 {
 		return prefetch.Options{}, early, usage("want 1 <= --min-in-flight (%d) <= --max-in-flight (%d) <= 4096", s.MinInFlight, s.MaxInFlight)

@@ -51,6 +51,13 @@ type Config struct {
 	// kernel does not have cached; the prefetcher uses it. It must not
 	// block.
 	OnList func(idx uint32)
+	// OnLookup, if set, hears of every regular file described to the
+	// kernel (a lookup, or an entry of READDIRPLUS): the kernel holds its
+	// inode once the reply is in. It must not block.
+	OnLookup func(idx uint32)
+	// OnForget, if set, hears of every inode the kernel dropped (with
+	// its pages). It must not block.
+	OnForget func(idx uint32)
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -73,6 +80,8 @@ type Mount struct {
 	passthrough bool
 	onOpen      func(idx uint32)
 	onList      func(idx uint32)
+	onLookup    func(idx uint32)
+	onForget    func(idx uint32)
 	// kernelOpens, once set, makes every open answer ENOSYS (see
 	// KernelOpens); held then serves the reads, which come without handles.
 	kernelOpens atomic.Bool
@@ -82,7 +91,7 @@ type Mount struct {
 // New mounts cfg.Snapshot at mountpoint and returns once the kernel has
 // confirmed the mount, so the caller may announce it as serving.
 func New(mountpoint string, cfg Config) (*Mount, error) {
-	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList}
+	m := &Mount{mountpoint: mountpoint, log: cfg.Logger, passthrough: cfg.Passthrough, onOpen: cfg.OnOpen, onList: cfg.OnList, onLookup: cfg.OnLookup, onForget: cfg.OnForget}
 	snap := cfg.Snapshot
 	if cfg.AllowOther {
 		if !snap.ACLsRecorded() {

@@ -67,6 +67,9 @@ func (t *rawFS) fillEntry(out *fuse.EntryOut, idx uint32) {
 	fillAttr(&out.Attr, t.snap.Attr(idx))
 	out.SetEntryTimeout(forever)
 	out.SetAttrTimeout(forever)
+	if l := t.m.onLookup; l != nil && t.snap.Attr(idx).IsRegular() {
+		l(idx)
+	}
 }
 
 // Lookup is a binary search among the directory's children. A name that is
@@ -94,8 +97,15 @@ func (t *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 	return fuse.OK
 }
 
-// Forget has nothing to free: node ids are snapshot indexes.
-func (t *rawFS) Forget(nodeid, nlookup uint64) {}
+// Forget has nothing to free: node ids are snapshot indexes. The kernel
+// dropped the inode and its pages, which OnForget hears.
+func (t *rawFS) Forget(nodeid, nlookup uint64) {
+	if f := t.m.onForget; f != nil {
+		if idx, ok := t.entry(nodeid); ok {
+			f(idx)
+		}
+	}
+}
 
 func (t *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	idx, ok := t.entry(in.NodeId)

@@ -14,7 +14,8 @@ import (
 
 // coldStatus is the part of `cachefs status --json` these tests read.
 type coldStatus struct {
-	Cache struct {
+	BytesServed int64 `json:"bytes_served"`
+	Cache       struct {
 		BytesFromSource int64 `json:"bytes_from_source"`
 	} `json:"cache"`
 	Prefetch *struct {

@@ -27,6 +27,7 @@
 package prefetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -117,7 +118,7 @@ type Prefetcher struct {
 	warm    *WarmStats
 	warmed  []uint64        // bitmap of the files WarmTrees stages
 	lists   map[uint32]bool // directories whose listing was queued
-	dirs    map[uint32]*dirWindow
+	dirs    map[windowKey]*dirWindow
 	files   map[uint32]bool
 	running int
 	// busyRun counts busy answers since the last fetch that got anywhere.
@@ -150,7 +151,7 @@ func New(snap *snapshot.Snapshot, w Warmer, opts Options) *Prefetcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Prefetcher{opts: opts, snap: snap, w: w, ctx: ctx, stop: cancel,
 		ctrl: NewController(opts.MinInFlight, opts.MaxInFlight),
-		dirs: map[uint32]*dirWindow{}, files: map[uint32]bool{}, lists: map[uint32]bool{}}
+		dirs: map[windowKey]*dirWindow{}, files: map[uint32]bool{}, lists: map[uint32]bool{}}
 	p.cond = sync.NewCond(&p.mu)
 	for i := 0; i < opts.MaxInFlight; i++ {
 		p.wg.Add(1)
@@ -182,7 +183,28 @@ func (p *Prefetcher) Stats() Stats {
 	return st
 }
 
-// dirWindow is how far prefetch has got in one directory.
+// windowKey names a directory window: the files of dir whose names end in
+// ext (from the last dot on; "" for a name with no extension).
+type windowKey struct {
+	dir uint32
+	ext string
+}
+
+// extOf is the extension of idx's name, its bytes in the snapshot's arena.
+func (p *Prefetcher) extOf(idx uint32) []byte {
+	name := p.snap.NameBytes(idx)
+	if i := bytes.LastIndexByte(name, '.'); i > 0 {
+		return name[i:]
+	}
+	return nil
+}
+
+func (p *Prefetcher) windowOf(idx uint32) windowKey {
+	return windowKey{dir: p.snap.Parent(idx), ext: string(p.extOf(idx))}
+}
+
+// dirWindow is how far prefetch has got in one directory's files of one
+// extension.
 type dirWindow struct {
 	start   uint32 // first child considered: the one after the first open
 	cursor  uint32 // next child to consider; wraps to the first child once
@@ -191,27 +213,29 @@ type dirWindow struct {
 	pending int  // queued and not yet taken by a worker
 }
 
-// OnOpen keeps the opened file's directory prefetched ahead of the job:
-// starting after the first file opened there, in name order, wrapping
-// round to the files before it, with at most PerDir files and DirBytes
-// bytes queued for the directory at a time. Each open tops the queue up
-// once it is half empty, so prefetch moves in step with the job, whether
-// the job reads the directory in order or shuffled.
+// OnOpen keeps the opened file's kind (its directory's files of the same
+// extension) prefetched ahead of the job: starting after the first file
+// of the kind opened there, in name order, wrapping round to the files
+// before it, with at most PerDir files and DirBytes bytes queued for the
+// window at a time. Each open tops the queue up once it is half empty, so
+// prefetch moves in step with the job, whether the job reads the
+// directory in order or shuffled.
 func (p *Prefetcher) OnOpen(idx uint32) {
-	dir := p.snap.Parent(idx)
+	key := p.windowOf(idx)
+	dir := key.dir
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.files[idx] = true
-	w := p.dirs[dir]
+	w := p.dirs[key]
 	if w == nil {
 		w = &dirWindow{start: idx + 1, cursor: idx + 1}
-		p.dirs[dir] = w
+		p.dirs[key] = w
 	}
 	if w.done || w.pending > p.opts.PerDir/2 {
 		return
 	}
 	lo, hi := p.snap.Children(dir)
-	var bytes int64
+	var queued int64
 	for w.pending < p.opts.PerDir {
 		if !w.wrapped && w.cursor >= hi {
 			w.cursor, w.wrapped = lo, true
@@ -222,14 +246,14 @@ func (p *Prefetcher) OnOpen(idx uint32) {
 		}
 		c := w.cursor
 		a := p.snap.Attr(c)
-		if !p.files[c] && a.IsRegular() && a.Size > 0 {
-			if bytes+a.Size > p.opts.DirBytes {
+		if !p.files[c] && a.IsRegular() && a.Size > 0 && string(p.extOf(c)) == key.ext {
+			if queued+a.Size > p.opts.DirBytes {
 				break
 			}
 			p.files[c] = true
 			p.queue = append(p.queue, c)
 			w.pending++
-			bytes += a.Size
+			queued += a.Size
 		}
 		w.cursor++
 	}
@@ -288,7 +312,7 @@ func (p *Prefetcher) takeLocked() uint32 {
 		return idx
 	case len(p.queue) > 0:
 		idx, p.queue = p.queue[0], p.queue[1:]
-		if w := p.dirs[p.snap.Parent(idx)]; w != nil {
+		if w := p.dirs[p.windowOf(idx)]; w != nil {
 			w.pending--
 		}
 		return idx
@@ -342,7 +366,7 @@ func (p *Prefetcher) finishLocked(idx uint32, n int64, err error) {
 		// room has been made; the Warmer checks for room before it
 		// reads anything, so a retry costs the source nothing.
 		p.queue, p.listed, p.warmQ, p.busy = nil, nil, nil, nil
-		p.dirs = map[uint32]*dirWindow{}
+		p.dirs = map[windowKey]*dirWindow{}
 		p.files = map[uint32]bool{}
 		p.lists = map[uint32]bool{}
 	case p.ctx.Err() == nil:

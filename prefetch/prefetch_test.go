@@ -29,21 +29,11 @@ func (f *fakeWarmer) Warm(ctx context.Context, idx uint32) (int64, error) {
 }
 
 func tree(t *testing.T, files int) *snapshot.Snapshot {
-	b := snapshot.NewBuilder()
-	d := b.NewDir()
-	var es []snapshot.Entry
+	var names []string
 	for i := 0; i < files; i++ {
-		es = append(es, snapshot.Entry{Name: fmt.Sprintf("f%03d", i), Dir: snapshot.NoDir,
-			Attr: snapshot.Attr{Mode: snapshot.ModeReg | 0o644, Size: 100, Ino: uint64(10 + i)}})
+		names = append(names, fmt.Sprintf("f%03d", i))
 	}
-	es = append(es, snapshot.Entry{Name: "sub", Dir: snapshot.NoDir, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 5}})
-	b.SetDir(d, es)
-	b.SetDir(0, []snapshot.Entry{{Name: "d", Dir: d, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 2}}})
-	s, err := b.Build(snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return namedTree(t, names, snapshot.Entry{Name: "sub", Dir: snapshot.NoDir, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 5}})
 }
 
 func settle(t *testing.T, p *Prefetcher) Stats {
@@ -220,5 +210,48 @@ func TestBusyFileDoesNotHoldTheQueue(t *testing.T) {
 	}
 	if w.asked["f001"] == 0 || w.asked["f005"] == 0 {
 		t.Errorf("busy answers: %v", w.asked)
+	}
+}
+
+// namedTree is one directory d holding regular files of 100 bytes with
+// the given names (given in name order), then the extra entries.
+func namedTree(t *testing.T, names []string, extra ...snapshot.Entry) *snapshot.Snapshot {
+	b := snapshot.NewBuilder()
+	d := b.NewDir()
+	var es []snapshot.Entry
+	for i, n := range names {
+		es = append(es, snapshot.Entry{Name: n, Dir: snapshot.NoDir,
+			Attr: snapshot.Attr{Mode: snapshot.ModeReg | 0o644, Size: 100, Ino: uint64(10 + i)}})
+	}
+	b.SetDir(d, append(es, extra...))
+	b.SetDir(0, []snapshot.Entry{{Name: "d", Dir: d, Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 2}}})
+	s, err := b.Build(snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Ino: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestOpenPrefetchesFilesOfTheSameKind: opening one module's bytecode
+// fetches the other bytecode files beside it, not the sources, data and
+// extension-less files that the job never asked for; opening a file of
+// another kind there starts a window of its own.
+func TestOpenPrefetchesFilesOfTheSameKind(t *testing.T) {
+	s := namedTree(t, []string{"LICENSE", "a.cpython-311.pyc", "a.py", "b.cpython-311.pyc", "b.py", "c.cpython-311.pyc", "data.json", "e.pyc"})
+	w := &fakeWarmer{snap: s, room: -1}
+	p := New(s, w, Options{Workers: 1})
+	defer p.Close()
+	d, _ := s.Lookup(0, "d")
+	b, _ := s.Lookup(d, "b.cpython-311.pyc")
+	p.OnOpen(b)
+	settle(t, p)
+	if want := "[c.cpython-311.pyc e.pyc a.cpython-311.pyc]"; fmt.Sprint(w.warmed) != want {
+		t.Errorf("after opening %s: warmed %v, want %s", s.Name(b), w.warmed, want)
+	}
+	ap, _ := s.Lookup(d, "a.py")
+	p.OnOpen(ap)
+	settle(t, p)
+	if want := "[c.cpython-311.pyc e.pyc a.cpython-311.pyc b.py]"; fmt.Sprint(w.warmed) != want {
+		t.Errorf("after opening a.py: warmed %v, want %s", w.warmed, want)
 	}
 }

@@ -18,7 +18,10 @@ func (e *earlyOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&e.DirFiles, "prefetch-dir-files", 256, "most files queued per directory at a time")
 	f.StringVar(&e.DirBytes, "prefetch-dir-bytes", "1GiB", "most bytes queued per directory at a time")
 	f.StringVar(&e.CPUProfile, "cpuprofile", "", "development: write the daemon's CPU profile to this file until it exits")
-	if err := f.MarkHidden("cpuprofile"); err != nil {
-		panic(err)
+	f.BoolVar(&e.NoPageCache, "no-page-cache", false, "development: do not hand small prefetched files to the kernel's page cache (to measure what it gains)")
+	for _, name := range []string{"cpuprofile", "no-page-cache"} {
+		if err := f.MarkHidden(name); err != nil {
+			panic(err)
+		}
 	}
 }

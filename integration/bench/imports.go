@@ -25,15 +25,18 @@ import (
 // so it also holds the many files the imports never touch.
 
 // stormSetups are the setups that run the storm (if asked for at all).
-var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs", "floor", "local"}
+var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "floor", "local"}
 
 type stormResult struct {
-	Setup   string        `json:"setup"`
-	Seconds float64       `json:"seconds"` // staging or mount plus the imports
-	Import  float64       `json:"import_seconds"`
-	Modules int           `json:"modules"`
-	Source  *sourceCounts `json:"source,omitempty"`
-	Error   string        `json:"error,omitempty"`
+	Setup   string  `json:"setup"`
+	Seconds float64 `json:"seconds"` // staging or mount plus the imports
+	Import  float64 `json:"import_seconds"`
+	Modules int     `json:"modules"`
+	// Bytes is the size of the files the imports read, what the source
+	// needs to give at least.
+	Bytes  int64         `json:"bytes"`
+	Source *sourceCounts `json:"source,omitempty"`
+	Error  string        `json:"error,omitempty"`
 }
 
 // stormScript imports the modules named in argv and prints the files of

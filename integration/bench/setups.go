@@ -22,7 +22,7 @@ import (
 // allSetups is the canonical order: the slow baseline first, then the
 // peers and cachefs's variants, then the two floors: floor (every file
 // fetched at once, then local disk) and local (no source at all).
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs", "cachefs-warm", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-warm-nopc", "cachefs-warm", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
 
 // cachefsVariants are the cachefs setups and the flags that make each,
 // so every policy's gain is measured side by side in one run.
@@ -39,6 +39,10 @@ var cachefsVariants = map[string][]string{
 	// The whole tree staged in the background from the moment the mount
 	// serves.
 	"cachefs-warm": {"--prefetch", "dir,list", "--warm", "."},
+	// The same two without handing prefetched small files to the
+	// kernel's page cache, to measure what that gains.
+	"cachefs-nopc":      {"--prefetch", "dir,list", "--no-page-cache"},
+	"cachefs-warm-nopc": {"--prefetch", "dir,list", "--warm", ".", "--no-page-cache"},
 }
 
 // tools each setup runs; a missing one skips the setup rather than failing
@@ -308,8 +312,9 @@ func (b *bench) cachefsCmd(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// daemonWarnings repeats what the daemon logged above info level, since its
-// log goes away with the run directory.
+// daemonWarnings repeats what the daemon logged above info level, and how
+// many small files it handed to the kernel's page cache, since its log
+// goes away with the run directory.
 func daemonWarnings(logPath string) {
 	b, err := os.ReadFile(logPath)
 	if err != nil {
@@ -317,7 +322,7 @@ func daemonWarnings(logPath string) {
 	}
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") || strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+		if strings.Contains(line, "page cache") || strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") || strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
 			if n++; n <= 10 {
 				progress("cachefs log: %s", line)
 			}
