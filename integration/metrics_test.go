@@ -181,11 +181,19 @@ func TestMetricsEndpointAndFile(t *testing.T) {
 			t.Errorf("a metric names the source path: %s", name)
 		}
 	}
-	if resp, err := http.Get("http://127.0.0.1:" + port + "/"); err == nil {
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET / answered %d; only /metrics is served", resp.StatusCode)
-		}
-		resp.Body.Close()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatalf("GET /: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET / answered %d; only /metrics is served", resp.StatusCode)
+	}
+	// A bare port is bound to 127.0.0.1 alone: another address of this
+	// host (127.0.0.2 is one on every Linux) reaches nothing.
+	if c, err := net.DialTimeout("tcp", "127.0.0.2:"+port, time.Second); err == nil {
+		c.Close()
+		t.Errorf("--metrics-addr %s listens beyond 127.0.0.1", port)
 	}
 
 	// Scripts that read status --json branch on its schema version.
