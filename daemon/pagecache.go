@@ -50,8 +50,12 @@ const (
 	pageCacheHeld  = 32 << 20
 	// lookupDelay is how long a hand-over asked for by a lookup waits,
 	// so that the kernel has taken the lookup's reply (and made the
-	// inode) before the pages arrive.
+	// inode) before the pages arrive. A loaded machine may take longer:
+	// a refused hand-over is tried again lookupTries times, each wait
+	// twice the last, since no second lookup comes while the kernel
+	// holds the inode.
 	lookupDelay = 2 * time.Millisecond
+	lookupTries = 6
 )
 
 // pageCacheItem is a file to hand over, with its bytes when the fetch
@@ -60,6 +64,7 @@ type pageCacheItem struct {
 	idx   uint32
 	data  []byte
 	after time.Time // not before: set for a lookup's hand-over
+	tries int       // hand-overs of a lookup the kernel refused so far
 }
 
 func newPageCache(log zerolog.Logger, c cacheContent, max int64) *pageCache {
@@ -168,15 +173,20 @@ func (p *pageCache) push(it pageCacheItem) {
 	if n, err := preadFull(int(fd), buf); err != nil || n != len(buf) {
 		return
 	}
-	p.store(idx, buf)
+	if !p.store(idx, buf) && !it.after.IsZero() && it.tries+1 < lookupTries {
+		it.tries++
+		time.AfterFunc(lookupDelay<<it.tries, func() { p.enqueue(it) })
+	}
 }
 
-func (p *pageCache) store(idx uint32, data []byte) {
-	if p.m.StoreCache(idx, data) {
-		p.pushed[idx/64].Or(1 << (idx % 64))
-		p.files.Add(1)
-		p.bytes.Add(int64(len(data)))
+func (p *pageCache) store(idx uint32, data []byte) bool {
+	if !p.m.StoreCache(idx, data) {
+		return false
 	}
+	p.pushed[idx/64].Or(1 << (idx % 64))
+	p.files.Add(1)
+	p.bytes.Add(int64(len(data)))
+	return true
 }
 
 // preadFull reads len(buf) bytes at offset 0 of fd, or what there is.
