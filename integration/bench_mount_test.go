@@ -46,15 +46,54 @@ func makeEEGTree(tb testing.TB, root string, subjects, runs, flat int) int {
 	return n + 2
 }
 
+// makePackageTree lays out a tree of the shape of a Python site-packages:
+// many packages of nested small directories (fan-out 3, depth 4, five
+// modules each), about 24,000 entries. It returns the entry count.
+func makePackageTree(tb testing.TB, root string, packages int) int {
+	n := 1
+	var fill func(dir string, depth int)
+	fill = func(dir string, depth int) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		for f := 0; f < 5; f++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("mod%d.py", f)), []byte("x = 1\n"), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		n += 6
+		if depth < 3 {
+			for k := 0; k < 3; k++ {
+				fill(filepath.Join(dir, fmt.Sprintf("sub%d", k)), depth+1)
+			}
+		}
+	}
+	for p := 0; p < packages; p++ {
+		fill(filepath.Join(root, fmt.Sprintf("pkg%03d", p)), 0)
+	}
+	return n
+}
+
 // BenchmarkMountWalk times `cachefs mount` (the snapshot walk) of a
 // 24,000-entry tree behind the slow-source fixture at 1 ms per metadata
 // operation, next to `find -ls` of the same source (one stat per entry, the
 // serial walk a job would otherwise do), and next to an --allow-other mount,
 // whose walk also records POSIX ACLs. Run with -benchtime=1x.
+// The "packages" shape has 4,000 directories of 5 files each, where the
+// "eeg" shape has 104, most of whose entries are in one directory.
 func BenchmarkMountWalk(b *testing.B) {
+	b.Run("eeg", func(b *testing.B) {
+		benchMountWalk(b, func(src string) int { return makeEEGTree(b, src, 50, 20, 20_000) })
+	})
+	b.Run("packages", func(b *testing.B) {
+		benchMountWalk(b, func(src string) int { return makePackageTree(b, src, 100) })
+	})
+}
+
+func benchMountWalk(b *testing.B, makeTree func(src string) int) {
 	base := b.TempDir()
 	src := filepath.Join(base, "src")
-	entries := makeEEGTree(b, src, 50, 20, 20_000)
+	entries := makeTree(src)
 	opts := slowfs.Options{MetaLatency: time.Millisecond, ReadLatency: 500 * time.Microsecond,
 		CacheTimeout: time.Hour, DisableReadDirPlus: true}
 	e := &env{t: b, tmp: base}

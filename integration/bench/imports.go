@@ -25,7 +25,7 @@ import (
 // so it also holds the many files the imports never touch.
 
 // stormSetups are the setups that run the storm (if asked for at all).
-var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "floor", "local"}
+var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-index", "floor", "local"}
 
 type stormResult struct {
 	Setup   string  `json:"setup"`
@@ -173,6 +173,10 @@ func (b *bench) stormOnce(ctx context.Context, setup, tree string, files []strin
 			return r
 		}
 		cl.push(fix.Unmount)
+	}
+	if err := b.prepareIndex(ctx, "storm-"+setup, tree); err != nil {
+		r.Error = err.Error()
+		return r
 	}
 	t0 := time.Now()
 	root, err := b.stormStage(ctx, setup, src, files, &cl)

@@ -77,6 +77,7 @@ type config struct {
 	stormSite        string // Python packages to copy for the import storm
 	stormModules     string // what the storm imports; "" skips it
 	quick            bool
+	stormOnly        bool // skip the job's setups, run only the import storm
 	setups           []string
 	workers          int
 	data             dataParams
@@ -97,6 +98,9 @@ type bench struct {
 	refSetup  map[string]string // phase -> setup that set ref
 	noDrop    error             // why the page cache could not be dropped
 	stormTree string            // the import storm's tree, local
+	// indexes maps a mount's name to the snapshot index it mounts from,
+	// made before its timer starts (see fromIndex).
+	indexes map[string]string
 }
 
 func main() {
@@ -132,6 +136,7 @@ func parseFlags(args []string) (config, error) {
 	f.StringVar(&c.cpuProfiles, "cpuprofile-dir", "", "write each cachefs daemon's CPU profile to DIR/SETUP.pprof (for go tool pprof)")
 	f.StringVar(&c.stormSite, "import-site", "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages", "site-packages the import storm's tree is copied from (the top-level packages its imports load)")
 	f.StringVar(&c.stormModules, "import-modules", "IPython,boto3,yaml,attr", "comma-separated modules the import storm imports; empty skips the storm")
+	f.BoolVar(&c.stormOnly, "storm-only", false, "run only the import storm for the given setups, not the job")
 	f.BoolVar(&c.quick, "quick", false, "small dataset for CI-like checks (dataset flags given explicitly still win)")
 	setups := f.String("setups", strings.Join(allSetups, ","), "comma-separated setups to run, in this order")
 	f.IntVar(&c.workers, "workers", 4, "reader processes per phase")
@@ -189,7 +194,7 @@ func parseFlags(args []string) (config, error) {
 }
 
 func runMain(ctx context.Context, cfg config) (code int) {
-	b := &bench{cfg: cfg, ref: map[string]sums{}, refSetup: map[string]string{}}
+	b := &bench{cfg: cfg, ref: map[string]sums{}, refSetup: map[string]string{}, indexes: map[string]string{}}
 	fail := func(err error) int {
 		if ctx.Err() != nil {
 			progress("interrupted")
@@ -232,6 +237,9 @@ func runMain(ctx context.Context, cfg config) (code int) {
 	var results []setupResult
 	var failed []string
 	for _, s := range cfg.setups {
+		if cfg.stormOnly {
+			break
+		}
 		r := b.runSetup(ctx, s)
 		results = append(results, r)
 		if r.Status == "failed" {
@@ -341,6 +349,9 @@ func (b *bench) measure(ctx context.Context, name string, res *setupResult, cl *
 		return d
 	}
 
+	if err := b.prepareIndex(ctx, name, b.data); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
 	progress("%s: mount", name)
 	t0 := time.Now()
 	roots, err := b.stageNodes(ctx, name, src, cl)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cachefs/cachefs/integration/slowfs"
 	"github.com/cachefs/cachefs/mounttable"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +23,7 @@ import (
 // allSetups is the canonical order: the slow baseline first, then the
 // peers and cachefs's variants, then the two floors: floor (every file
 // fetched at once, then local disk) and local (no source at all).
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-warm-nopc", "cachefs-warm", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-warm-nopc", "cachefs-warm", "cachefs-index", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
 
 // cachefsVariants are the cachefs setups and the flags that make each,
 // so every policy's gain is measured side by side in one run.
@@ -39,10 +40,42 @@ var cachefsVariants = map[string][]string{
 	// The whole tree staged in the background from the moment the mount
 	// serves.
 	"cachefs-warm": {"--prefetch", "dir,list", "--warm", "."},
+	// The defaults, mounted from a snapshot index (see fromIndex).
+	"cachefs-index": nil,
 	// The same two without handing prefetched small files to the
 	// kernel's page cache, to measure what that gains.
 	"cachefs-nopc":      {"--prefetch", "dir,list", "--no-page-cache"},
 	"cachefs-warm-nopc": {"--prefetch", "dir,list", "--warm", ".", "--no-page-cache"},
+}
+
+// fromIndex are the setups that mount from a snapshot index made before
+// their timer starts, as a job does from the index a login node made once
+// for every job and node (`cachefs snapshot`); the floor, too, starts with
+// its file list known. The index is made through a fixture of its own, so
+// the timed one serves the mount no walk.
+var fromIndex = map[string]bool{"cachefs-index": true}
+
+// prepareIndex makes the index of tree that the mount named name (a setup,
+// or "storm-" and a setup) will mount from, if its setup mounts from one.
+func (b *bench) prepareIndex(ctx context.Context, name, tree string) error {
+	if !fromIndex[strings.TrimPrefix(name, "storm-")] {
+		return nil
+	}
+	src := filepath.Join(b.run, name+"-indexed")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return err
+	}
+	fix, err := slowfs.Mount(tree, src, b.cfg.fixture)
+	if err != nil {
+		return err
+	}
+	idx := filepath.Join(b.run, name+".idx")
+	err = run(b.cachefsCmd(ctx, "snapshot", src, "-o", idx))
+	if uerr := fix.Unmount(); err == nil {
+		err = uerr
+	}
+	b.indexes[name] = idx
+	return err
 }
 
 // tools each setup runs; a missing one skips the setup rather than failing
@@ -276,6 +309,9 @@ func (b *bench) cachefsMount(ctx context.Context, setup, src string, cl *cleanup
 		daemonWarnings(filepath.Join(cache, "cachefs.log"))
 		return err
 	})
+	if idx := b.indexes[setup]; idx != "" {
+		extra = append(extra, "--index", idx)
+	}
 	if b.cfg.cpuProfiles != "" {
 		extra = append(extra, "--cpuprofile", filepath.Join(b.cfg.cpuProfiles, setup+".pprof"))
 	}
