@@ -18,7 +18,10 @@ var (
 	ErrConflict = errors.New("push conflict")
 )
 
-// Error is a failure of one Kind; its message is Err's alone.
+// Error is a failure of one Kind; its message is Err's alone. It has the
+// shape of daemon.Error but is kept apart: the kinds differ, each package
+// names its own, and a package shared for a six-line type would tie the
+// control protocol to the daemon's errors for the CLI's one lookup of both.
 type Error struct {
 	Kind error
 	Err  error

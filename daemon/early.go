@@ -2,11 +2,11 @@ package daemon
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime/pprof"
 
 	"github.com/cachefs/cachefs/prefetch"
+	"github.com/cachefs/cachefs/privdir"
 	"github.com/cachefs/cachefs/snapshot"
 	"github.com/rs/zerolog"
 )
@@ -75,14 +75,22 @@ func (c *Config) startPrefetch(log zerolog.Logger, snap *snapshot.Snapshot, w pr
 }
 
 // startCPUProfile profiles the daemon for development (go tool pprof);
-// the returned func stops and writes it.
+// the returned func stops and writes it. The file is opened as the log is
+// (never through a symlink, an existing one only if ours with one link),
+// then emptied: the path may be in /tmp, where another user could have
+// put a link to a file of root's there first.
 func (e *Early) startCPUProfile(log zerolog.Logger) func() {
 	if e.CPUProfile == "" {
 		return func() {}
 	}
-	f, err := os.Create(e.CPUProfile)
+	f, err := privdir.OpenAppend(e.CPUProfile)
 	if err == nil {
-		err = pprof.StartCPUProfile(f)
+		if err = f.Truncate(0); err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			_ = f.Close() // the error above is the one to report
+		}
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("no CPU profile")

@@ -3,8 +3,11 @@ package daemon
 import (
 	"time"
 
+	"github.com/cachefs/cachefs/blockcache"
 	"github.com/cachefs/cachefs/fusefs"
 	"github.com/cachefs/cachefs/metrics"
+	"github.com/cachefs/cachefs/prefetch"
+	"github.com/cachefs/cachefs/snapshot"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
@@ -71,27 +74,64 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("cachefs_"+name, help, labels, nil)
 }
 
+// figures are what one scrape reads from the mount's parts.
+type figures struct {
+	cache  blockcache.Stats
+	mount  *fusefs.Stats
+	snap   snapshot.Stats
+	uptime time.Duration
+}
+
+// plain is a metric with no labels that one figure gives.
+type plain struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(f *figures) float64
+}
+
+func counterOf(name, help string, v func(f *figures) int64) plain {
+	return plain{desc(name, help), prometheus.CounterValue, func(f *figures) float64 { return float64(v(f)) }}
+}
+
+func gaugeOf(name, help string, v func(f *figures) int64) plain {
+	return plain{desc(name, help), prometheus.GaugeValue, func(f *figures) float64 { return float64(v(f)) }}
+}
+
+// plainMetrics are sent at every scrape.
+var plainMetrics = []plain{
+	counterOf("served_bytes_total", "Bytes served to readers through the daemon (page-cache re-reads and passthrough reads never reach it).",
+		func(f *figures) int64 { return f.mount.BytesServed.Load() }),
+	counterOf("opens_total", "Files opened through the daemon.", func(f *figures) int64 { return f.mount.Opens.Load() }),
+	counterOf("block_hits_total", "Blocks served from the cache.", func(f *figures) int64 { return f.cache.Hits }),
+	counterOf("block_misses_total", "Blocks fetched from the source.", func(f *figures) int64 { return f.cache.Misses }),
+	counterOf("verified_blocks_total", "Cached blocks read back and checked against their checksum.", func(f *figures) int64 { return f.cache.Verified }),
+	counterOf("evictions_total", "Files evicted to stay under the cache budget.", func(f *figures) int64 { return f.cache.Evictions }),
+	counterOf("passthrough_opens_total", "Opens handed to the kernel for passthrough.", func(f *figures) int64 { return f.cache.PassthroughOffered }),
+	counterOf("uncached_bytes_total", "Bytes fetched but not kept: budget full or cache disk failing.", func(f *figures) int64 { return f.cache.UncachedBytesServed }),
+	gaugeOf("cache_size_bytes", "Bytes the cache holds on disk.", func(f *figures) int64 { return f.cache.Usage }),
+	gaugeOf("cache_budget_bytes", "Most bytes the cache may hold.", func(f *figures) int64 { return f.cache.Budget }),
+	gaugeOf("snapshot_entries", "Entries in the mount's snapshot.", func(f *figures) int64 { return f.snap.Entries }),
+	gaugeOf("snapshot_bytes", "Bytes of the files in the mount's snapshot.", func(f *figures) int64 { return f.snap.Bytes }),
+	{desc("uptime_seconds", "Seconds since the mount started serving."), prometheus.GaugeValue, func(f *figures) float64 { return f.uptime.Seconds() }},
+}
+
+// prefetchMetrics are sent unless --prefetch is off.
+var prefetchMetrics = []struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(s *prefetch.Stats) int64
+}{
+	{desc("prefetch_files_total", "Files fetched ahead by the prefetcher."), prometheus.CounterValue, func(s *prefetch.Stats) int64 { return s.Done }},
+	{desc("prefetch_bytes_total", "Bytes fetched ahead by the prefetcher."), prometheus.CounterValue, func(s *prefetch.Stats) int64 { return s.Bytes }},
+	{desc("prefetch_queued_files", "Files waiting in the prefetch queue."), prometheus.GaugeValue, func(s *prefetch.Stats) int64 { return int64(s.Queued) }},
+	{desc("prefetch_running_files", "Files being fetched ahead now."), prometheus.GaugeValue, func(s *prefetch.Stats) int64 { return int64(s.Running) }},
+	{desc("prefetch_in_flight_limit", "Fetches the prefetcher's controller allows in flight now."), prometheus.GaugeValue, func(s *prefetch.Stats) int64 { return int64(s.InFlight) }},
+}
+
+// The metrics with labels, each sent its own way.
 var (
 	descReadBytes   = desc("read_bytes_total", "Bytes the cache read, by where they came from (source, cache, peers).", "from")
-	descServed      = desc("served_bytes_total", "Bytes served to readers through the daemon (page-cache re-reads and passthrough reads never reach it).")
-	descOpens       = desc("opens_total", "Files opened through the daemon.")
-	descHits        = desc("block_hits_total", "Blocks served from the cache.")
-	descMisses      = desc("block_misses_total", "Blocks fetched from the source.")
-	descVerified    = desc("verified_blocks_total", "Cached blocks read back and checked against their checksum.")
-	descEvictions   = desc("evictions_total", "Files evicted to stay under the cache budget.")
-	descPassthrough = desc("passthrough_opens_total", "Opens handed to the kernel for passthrough.")
-	descUncached    = desc("uncached_bytes_total", "Bytes fetched but not kept: budget full or cache disk failing.")
 	descErrors      = desc("errors_total", "Errors, by kind.", "kind")
-	descCacheSize   = desc("cache_size_bytes", "Bytes the cache holds on disk.")
-	descBudget      = desc("cache_budget_bytes", "Most bytes the cache may hold.")
-	descEntries     = desc("snapshot_entries", "Entries in the mount's snapshot.")
-	descSnapBytes   = desc("snapshot_bytes", "Bytes of the files in the mount's snapshot.")
-	descUptime      = desc("uptime_seconds", "Seconds since the mount started serving.")
-	descPfFiles     = desc("prefetch_files_total", "Files fetched ahead by the prefetcher.")
-	descPfBytes     = desc("prefetch_bytes_total", "Bytes fetched ahead by the prefetcher.")
-	descPfQueued    = desc("prefetch_queued_files", "Files waiting in the prefetch queue.")
-	descPfRunning   = desc("prefetch_running_files", "Files being fetched ahead now.")
-	descPfLimit     = desc("prefetch_in_flight_limit", "Fetches the prefetcher's controller allows in flight now.")
 	descWarmFiles   = desc("warm_files", "Files of the trees being warmed, by state (total, done, failed).", "state")
 	descWarmBytes   = desc("warm_bytes", "Bytes of the trees being warmed: their size (total) and those fetched.", "state")
 	descPeerServed  = desc("peer_served_bytes_total", "Bytes served to the job's other nodes.")
@@ -100,21 +140,27 @@ var (
 	descFuseErrors  = desc("fuse_request_errors_total", "FUSE requests answered with an error, by opcode and errno.", "op", "errno")
 )
 
-var allDescs = []*prometheus.Desc{descReadBytes, descServed, descOpens, descHits, descMisses, descVerified,
-	descEvictions, descPassthrough, descUncached, descErrors, descCacheSize, descBudget, descEntries, descSnapBytes,
-	descUptime, descPfFiles, descPfBytes, descPfQueued, descPfRunning, descPfLimit, descWarmFiles, descWarmBytes,
-	descPeerServed, descFuseOps, descFuseLatency, descFuseErrors}
-
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range allDescs {
+	for _, m := range plainMetrics {
+		ch <- m.desc
+	}
+	for _, m := range prefetchMetrics {
+		ch <- m.desc
+	}
+	for _, d := range []*prometheus.Desc{descReadBytes, descErrors, descWarmFiles, descWarmBytes, descPeerServed, descFuseOps, descFuseLatency, descFuseErrors} {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	c.collectCache(ch)
+	d := c.d
+	f := figures{cache: d.cache.Stats(), mount: d.m.Stats(), snap: d.snap.Stats(), uptime: time.Since(d.started)}
+	for _, m := range plainMetrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(&f))
+	}
+	c.collectSources(ch, &f)
 	c.collectPrefetch(ch)
-	collectOps(ch, c.d.m.Stats().Ops.Snapshot())
+	collectOps(ch, f.mount.Ops.Snapshot())
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {
@@ -125,15 +171,13 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...s
 	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 }
 
-// collectCache sends the figures of the cache, the mount and the peers.
+// collectSources sends where the cache's bytes came from, and the errors.
 // With peers the cache's source is the peer node, so its bytes "from the
 // source" are split into what this node read itself and what peers sent.
-func (c collector) collectCache(ch chan<- prometheus.Metric) {
-	d := c.d
-	cs, ms, ss := d.cache.Stats(), d.m.Stats(), d.snap.Stats()
-	fromSource := cs.BytesFromSource
-	errs := map[string]int64{"fuse": ms.Errors.Load(), "corrupt_block": cs.Corrupt}
-	if p := d.peers.stats(); p != nil {
+func (c collector) collectSources(ch chan<- prometheus.Metric, f *figures) {
+	fromSource := f.cache.BytesFromSource
+	errs := map[string]int64{"fuse": f.mount.Errors.Load(), "corrupt_block": f.cache.Corrupt}
+	if p := c.d.peers.stats(); p != nil {
 		fromSource = p.BytesFromSource
 		counter(ch, descReadBytes, p.BytesFromPeers, "peers")
 		counter(ch, descPeerServed, p.BytesToPeers)
@@ -143,23 +187,10 @@ func (c collector) collectCache(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(ch, descReadBytes, fromSource, "source")
-	counter(ch, descReadBytes, cs.BytesFromCache, "cache")
+	counter(ch, descReadBytes, f.cache.BytesFromCache, "cache")
 	for kind, n := range errs {
 		counter(ch, descErrors, n, kind)
 	}
-	counter(ch, descServed, ms.BytesServed.Load())
-	counter(ch, descOpens, ms.Opens.Load())
-	counter(ch, descHits, cs.Hits)
-	counter(ch, descMisses, cs.Misses)
-	counter(ch, descVerified, cs.Verified)
-	counter(ch, descEvictions, cs.Evictions)
-	counter(ch, descPassthrough, cs.PassthroughOffered)
-	counter(ch, descUncached, cs.UncachedBytesServed)
-	gauge(ch, descCacheSize, cs.Usage)
-	gauge(ch, descBudget, cs.Budget)
-	gauge(ch, descEntries, ss.Entries)
-	gauge(ch, descSnapBytes, ss.Bytes)
-	ch <- prometheus.MustNewConstMetric(descUptime, prometheus.GaugeValue, time.Since(d.started).Seconds())
 }
 
 // collectPrefetch sends the prefetcher's figures, none with --prefetch off.
@@ -168,11 +199,9 @@ func (c collector) collectPrefetch(ch chan<- prometheus.Metric) {
 		return
 	}
 	p := c.d.pf.Stats()
-	counter(ch, descPfFiles, p.Done)
-	counter(ch, descPfBytes, p.Bytes)
-	gauge(ch, descPfQueued, int64(p.Queued))
-	gauge(ch, descPfRunning, int64(p.Running))
-	gauge(ch, descPfLimit, int64(p.InFlight))
+	for _, m := range prefetchMetrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value(&p)))
+	}
 	if w := p.Warm; w != nil {
 		gauge(ch, descWarmFiles, w.Files, "total")
 		gauge(ch, descWarmFiles, w.Done, "done")

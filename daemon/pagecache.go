@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	cfs "github.com/cachefs/cachefs/fusefs"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -22,7 +21,7 @@ import (
 type pageCache struct {
 	c   cacheContent
 	max int64 // the largest file handed over
-	m   *cfs.Mount
+	m   kernelCache
 	log zerolog.Logger
 	// fetched marks the files the prefetcher fetched whole, pushed those
 	// the kernel took; 1 bit each. A file is handed over once: a listing
@@ -51,9 +50,18 @@ const (
 	// lookupDelay is how long a hand-over asked for by a lookup waits,
 	// so that the kernel has taken the lookup's reply (and made the
 	// inode) before the pages arrive. A loaded machine may take longer:
-	// a refused hand-over is tried again lookupTries times, each wait
-	// twice the last, since no second lookup comes while the kernel
-	// holds the inode.
+	// a refused hand-over is tried again up to lookupTries times in all,
+	// each wait twice the last, since no second lookup comes while the
+	// kernel holds the inode.
+	//
+	// A guess at a time, because the kernel gives no sounder signal. Its
+	// store (fuse_notify_store) finds the inode by node id and answers
+	// ENOENT when there is none; the inode is made by the thread that
+	// sent the LOOKUP, once the reply wakes it. So even a store made
+	// after the reply's write returned may come first, and nothing tells
+	// the daemon that the thread has run. The first sign that the inode
+	// exists is the next request naming it, OPEN, and the job's read
+	// follows it at once: too late to spare that read a round trip.
 	lookupDelay = 2 * time.Millisecond
 	lookupTries = 6
 )
@@ -67,6 +75,12 @@ type pageCacheItem struct {
 	tries int       // hand-overs of a lookup the kernel refused so far
 }
 
+// kernelCache takes a file's bytes into the kernel's page cache;
+// *fusefs.Mount is one. It reports false when the kernel refused them.
+type kernelCache interface {
+	StoreCache(idx uint32, data []byte) bool
+}
+
 func newPageCache(log zerolog.Logger, c cacheContent, max int64) *pageCache {
 	words := (c.snap.Len() + 63) / 64
 	return &pageCache{c: c, max: max, log: log, fetched: make([]atomic.Uint64, words), pushed: make([]atomic.Uint64, words),
@@ -74,7 +88,7 @@ func newPageCache(log zerolog.Logger, c cacheContent, max int64) *pageCache {
 }
 
 // start hands files over to m from now on.
-func (p *pageCache) start(m *cfs.Mount) {
+func (p *pageCache) start(m kernelCache) {
 	p.m = m
 	p.wg.Add(1)
 	go func() {

@@ -72,20 +72,26 @@ func prepareMountpoint(log zerolog.Logger, mnt string) error {
 	} else if ok {
 		return fail(ErrMounted, fmt.Errorf("mountpoint %s is already mounted (%s from %s)", mnt, me.FSType, me.Source))
 	}
+	if err := parentsOurs(mnt); err != nil {
+		return fail(ErrMountpoint, err)
+	}
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
 	}
-	f, err := os.Open(mnt)
-	if err != nil {
-		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
+	f, err := openOurs(mnt)
+	switch {
+	case errors.Is(err, unix.ENOTDIR):
+		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
+	case errors.Is(err, unix.ELOOP):
+		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s became a symlink", mnt))
+	case err != nil:
+		return fail(ErrMountpoint, err)
 	}
 	names, err := f.Readdirnames(1)
 	f.Close()
 	switch {
 	case len(names) > 0:
 		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s is not empty", mnt))
-	case errors.Is(err, unix.ENOTDIR):
-		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s is not a directory", mnt))
 	case err != nil && !errors.Is(err, io.EOF):
 		return fail(ErrMountpoint, fmt.Errorf("mountpoint %s: %w", mnt, err))
 	}

@@ -238,6 +238,9 @@ func (s Settings) paths(ctx context.Context, c *Config) error {
 	case err != nil:
 		return fail(ErrUsage, err)
 	}
+	if err := linksOurs(s.Mountpoint); err != nil {
+		return fail(ErrMountpoint, err)
+	}
 	var err error
 	for _, p := range []struct{ in, out *string }{{&s.CacheDir, &c.CacheDir}, {&s.LogFile, &c.LogFile}} {
 		if *p.in != "" {

@@ -58,6 +58,9 @@ type Config struct {
 	// OnForget, if set, hears of every inode the kernel dropped (with
 	// its pages). It must not block.
 	OnForget func(idx uint32)
+	// uncounted serves without the request counters (OpStats), so that a
+	// benchmark can weigh what they cost.
+	uncounted bool
 }
 
 // Stats are counters a running mount keeps for status and unmount.
@@ -136,7 +139,11 @@ func New(mountpoint string, cfg Config) (*Mount, error) {
 	cfg.Logger.Debug().Int("gogc", gogc).Msg("garbage of the snapshot build returned; collector target set")
 	var srv *fuse.Server
 	said, err := withFusermountSaid(func() (err error) {
-		if srv, err = fuse.NewServer(m.stats.Ops.wrap(t), mountpoint, &opts); err != nil {
+		var raw fuse.RawFileSystem = t
+		if !cfg.uncounted {
+			raw = m.stats.Ops.wrap(t)
+		}
+		if srv, err = fuse.NewServer(raw, mountpoint, &opts); err != nil {
 			return err
 		}
 		t.srv = srv

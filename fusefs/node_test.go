@@ -31,7 +31,7 @@ func (b bytesReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 
 func (b bytesReader) Close() error { return nil }
 
-func requireFuse(t *testing.T) {
+func requireFuse(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -44,9 +44,15 @@ func requireFuse(t *testing.T) {
 // mountSnapshot serves s at a new directory until the test ends.
 func mountSnapshot(t *testing.T, s *snapshot.Snapshot) string {
 	t.Helper()
+	return mountConfig(t, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop()})
+}
+
+// mountConfig serves cfg at a new directory until the test ends.
+func mountConfig(t testing.TB, cfg Config) string {
+	t.Helper()
 	requireFuse(t)
 	mnt := t.TempDir()
-	m, err := New(mnt, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop()})
+	m, err := New(mnt, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

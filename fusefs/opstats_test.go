@@ -1,11 +1,18 @@
 package fusefs
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cachefs/cachefs/snapshot"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 func TestBucketIsTheFirstBoundAtOrAbove(t *testing.T) {
@@ -81,5 +88,131 @@ func BenchmarkCountedLookup(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkWalkCounted is a whole metadata walk through a fresh mount,
+// with the request counters and without, alternated in one run: listing
+// every directory and lstatting every entry (find -ls; the kernel learns
+// most entries from READDIRPLUS), and lstatting every path by name with
+// no listing (an import storm: a LOOKUP each, the cheapest request, where
+// counting weighs most). It reports the walk's time per request reaching
+// the daemon for both, and their ratio; the requests are those the
+// counted mount counted (the same walk of the same tree sends the same
+// requests either way).
+func BenchmarkWalkCounted(b *testing.B) {
+	requireFuse(b)
+	s := forestTree(b, 50, 400)
+	b.Run("list-lstat", func(b *testing.B) { benchWalkCounted(b, s, walkLstat) })
+	b.Run("lstat-by-name", func(b *testing.B) { benchWalkCounted(b, s, lstatByName(s)) })
+}
+
+func benchWalkCounted(b *testing.B, s *snapshot.Snapshot, walk func(testing.TB, string)) {
+	var ns [2]float64 // bare, counted
+	var reqs float64
+	ratios := make([]float64, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		var took [2]time.Duration
+		for k := range 2 {
+			j := (i + k) % 2 // 0 bare, 1 counted; which goes first alternates
+			b.StopTimer()
+			m, mnt := mountOnce(b, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop(), uncounted: j == 0})
+			b.StartTimer()
+			start := time.Now()
+			walk(b, mnt)
+			took[j] = time.Since(start)
+			b.StopTimer()
+			for _, f := range m.Stats().Ops.Snapshot() {
+				reqs += float64(f.Count) // nothing counted on the bare mount
+			}
+			unmountOnce(b, m, mnt)
+			b.StartTimer()
+		}
+		ns[0] += float64(took[0])
+		ns[1] += float64(took[1])
+		ratios = append(ratios, float64(took[1])/float64(took[0]))
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ns[0]/reqs, "bare-ns/req")
+	b.ReportMetric(ns[1]/reqs, "counted-ns/req")
+	// The median of the pairs' ratios: one walk slowed by other work on
+	// the machine moves it least.
+	b.ReportMetric(ratios[len(ratios)/2], "counted/bare")
+	b.ReportMetric(reqs/float64(b.N), "req/walk")
+}
+
+func mountOnce(b *testing.B, cfg Config) (*Mount, string) {
+	mnt := b.TempDir()
+	m, err := New(mnt, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m, mnt
+}
+
+func unmountOnce(b *testing.B, m *Mount, mnt string) {
+	if err := m.Unmount(); err != nil {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		b.Fatalf("unmount: %v", err)
+	}
+	m.Wait()
+}
+
+// forestTree is dirs directories of files files each.
+func forestTree(t testing.TB, dirs, files int) *snapshot.Snapshot {
+	t.Helper()
+	b := snapshot.NewBuilder()
+	root := make([]snapshot.Entry, dirs)
+	ino := uint64(2)
+	for i := range root {
+		d := b.NewDir()
+		root[i] = snapshot.Entry{Name: fmt.Sprintf("d%03d", i), Attr: snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Nlink: 2, Ino: ino}, Dir: d}
+		ino++
+		kids := make([]snapshot.Entry, files)
+		for j := range kids {
+			kids[j] = fileEntry(fmt.Sprintf("f%06d", j), ino, 0o644, 1)
+			ino++
+		}
+		b.SetDir(d, kids)
+	}
+	b.SetDir(0, root)
+	s, err := b.Build(snapshot.Attr{Mode: snapshot.ModeDir | 0o755, Nlink: uint32(2 + dirs), Ino: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// walkLstat lists every directory below root and lstats every entry, as
+// find -ls or os.walk with stat does.
+func walkLstat(t testing.TB, root string) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		return unix.Lstat(p, &st)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lstatByName lstats every path of s below root by its name, listing
+// nothing.
+func lstatByName(s *snapshot.Snapshot) func(testing.TB, string) {
+	paths := make([]string, 0, s.Len())
+	for i := 1; i < s.Len(); i++ {
+		paths = append(paths, s.Path(uint32(i)))
+	}
+	return func(t testing.TB, root string) {
+		t.Helper()
+		var st unix.Stat_t
+		for _, p := range paths {
+			if err := unix.Lstat(filepath.Join(root, p), &st); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -40,21 +40,9 @@ func (l *requestLog) count(op string) int {
 // mountLogged serves s with go-fuse's request log until the test ends.
 func mountLogged(t *testing.T, s *snapshot.Snapshot) (string, *requestLog) {
 	t.Helper()
-	requireFuse(t)
-	mnt := t.TempDir()
 	rl := &requestLog{}
-	m, err := New(mnt, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop(),
+	mnt := mountConfig(t, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop(),
 		Debug: true, GoFuseLog: log.New(rl, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-			unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-		m.Wait()
-	})
 	return mnt, rl
 }
 
@@ -257,22 +245,10 @@ func getdentsAll(t *testing.T, dir string) int {
 // TestOnListHearsUncachedListings: the prefetcher still hears of a
 // directory being listed when no OPENDIR reaches the daemon.
 func TestOnListHearsUncachedListings(t *testing.T) {
-	requireFuse(t)
 	s := wideTree(t, 10, nil)
-	mnt := t.TempDir()
 	heard := make(chan uint32, 16)
-	m, err := New(mnt, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop(),
+	mnt := mountConfig(t, Config{Snapshot: s, Content: pathContent{s}, Logger: zerolog.Nop(),
 		OnList: func(idx uint32) { heard <- idx }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Unmount(); err != nil {
-			t.Errorf("unmount: %v", err)
-			unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-		m.Wait()
-	})
 	getdentsAll(t, filepath.Join(mnt, "d"))
 	d, _ := s.Lookup(0, "d")
 	select {

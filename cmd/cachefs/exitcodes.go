@@ -44,7 +44,7 @@ var exitCodes = []struct {
 	{exitInternal, "internal error", []error{control.ErrBadReply}},
 	{exitUsage, "usage error: unknown flag, wrong arguments", []error{daemon.ErrUsage, control.ErrPath}},
 	{exitSource, "source error: missing, not a directory, unreadable", []error{daemon.ErrSource}},
-	{exitMountpoint, "mountpoint error: not a directory, not empty, cannot be created, or it would hide the source or the cache directory", []error{daemon.ErrMountpoint}},
+	{exitMountpoint, "mountpoint error: not a directory, not empty, cannot be created, it would hide the source or the cache directory, or another user could choose where it leads", []error{daemon.ErrMountpoint}},
 	{exitMounted, "mountpoint already mounted", []error{daemon.ErrMounted}},
 	{exitMountFailed, "mount failed: FUSE unavailable, permission denied, daemon died", []error{daemon.ErrMountFailed, control.ErrNoAnswer}},
 	{exitNotMounted, "not mounted", []error{control.ErrNotMounted}},
