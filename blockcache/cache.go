@@ -107,6 +107,9 @@ type Cache struct {
 	lock *os.File
 	dirs *layout
 
+	// unstored keeps the last blocks served without being stored.
+	unstored unstoredBlocks
+
 	mu     sync.Mutex
 	open   map[string]*fileState
 	lru    list.List // of *lruEntry, most recent first

@@ -700,6 +700,7 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	n := int64(len(buf))
 	if !st.c.admit(st.name, n, background) {
 		st.c.uncached.Add(n)
+		st.c.unstored.put(st, b, buf)
 		return
 	}
 	st.mu.Lock()
@@ -714,6 +715,7 @@ func (st *fileState) store(b int64, buf []byte, background bool) {
 	fail := func(what string, err error) {
 		st.c.unadmit(st.name, n)
 		st.c.uncached.Add(n)
+		st.c.unstored.put(st, b, buf)
 		if err != nil && !errors.Is(err, os.ErrClosed) {
 			st.c.degrade(fmt.Errorf("%s block %d of %s: %w", what, b, st.key.Path, err))
 		}

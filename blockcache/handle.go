@@ -35,6 +35,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if st.readHit(b, dst, pos-bStart) {
 			st.c.hits.Add(1)
 			st.c.fromCache.Add(int64(len(dst)))
+		} else if kept := st.c.unstored.get(st, b); kept != nil {
+			copy(dst, kept[pos-bStart:])
+			st.c.uncached.Add(int64(len(dst)))
 		} else if storing = st.c.storing(min(bs, size-bStart)); !storing {
 			// Nothing fetched now would be kept: read just what was asked.
 			if err := st.readSource(dst, pos); err != nil {
