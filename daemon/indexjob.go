@@ -96,8 +96,9 @@ func (j IndexJob) Check(ctx context.Context, idx, src string, show int) (Checked
 			idx, info.Source, info.RootIno, c.Source, st.Ino))
 	}
 	start := time.Now()
-	// Diff compares no ACLs, so the walk need not read them.
-	cur, err := j.walk(ctx, c.Source, false)
+	// ACLs are compared when the index holds them: a shared mount from it
+	// enforces those, not the source's.
+	cur, err := j.walk(ctx, c.Source, info.ACLs)
 	if err != nil {
 		return c, err
 	}

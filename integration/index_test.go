@@ -380,3 +380,32 @@ func TestSnapshotCheck(t *testing.T) {
 		t.Errorf("snapshot without -o: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestSnapshotCheckSeesACLChange: an index made for shared mounts holds the
+// source's POSIX ACLs, and a shared mount enforces those. An ACL changed on
+// the source since (access revoked, say) is a difference --check reports.
+func TestSnapshotCheckSeesACLChange(t *testing.T) {
+	aclTools(t)
+	e := newEnv(t)
+	src := filepath.Join(e.tmp, "src")
+	os.MkdirAll(filepath.Join(src, "d"), 0o755)
+	f := filepath.Join(src, "d", "a.edf")
+	os.WriteFile(f, []byte("v1"), 0o644)
+	mustRun(t, "setfacl", "-m", "u:nobody:r--", f)
+	idx := filepath.Join(e.tmp, "tree.index")
+	e.makeIndex(src, idx)
+	if r := e.run("snapshot", "--check", idx); r.code != 0 {
+		t.Fatalf("check of a fresh index: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	mustRun(t, "setfacl", "-x", "u:nobody", f)
+	mustRun(t, "setfacl", "-d", "-m", "u:nobody:r-x", filepath.Join(src, "d"))
+	r := e.run("snapshot", "--check", idx)
+	if r.code != 12 {
+		t.Errorf("check after ACL changes: exit %d, want 12\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"0 added, 0 removed, 2 changed", "changed  d (acl)\n", "changed  d/a.edf (acl)\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}

@@ -39,9 +39,10 @@ const (
 	ChangedIno                       // inode number (replaced, e.g. by rsync's rename)
 	ChangedNlink                     // link count of a non-directory
 	ChangedRdev                      // device number
+	ChangedACL                       // POSIX ACLs, when both snapshots recorded them
 )
 
-var changeNames = []string{"type", "size", "mtime", "mode", "owner", "target", "inode", "links", "rdev"}
+var changeNames = []string{"type", "size", "mtime", "mode", "owner", "target", "inode", "links", "rdev", "acl"}
 
 func (c Change) String() string {
 	var parts []string
@@ -83,12 +84,14 @@ func (d *DiffResult) Same() bool { return d.Added == 0 && d.Removed == 0 && d.Ch
 //
 // What counts as a change: type, permission bits, owner, inode number,
 // symlink target and device number of every entry; size, mtime and link
-// count of every entry but directories. A directory's size, mtime and link
+// count of every entry but directories; POSIX ACLs of every entry when both
+// snapshots recorded them (a shared mount enforces the recorded ones, so
+// an ACL revoked on the source since is access the mount still grants). A directory's size, mtime and link
 // count follow its entries, whose additions and removals are reported
 // themselves. ctime and atime are ignored: reading a file changes its atime,
 // and a ctime change with no other difference changes nothing a mount shows.
 func Diff(a, b *Snapshot, limit int) DiffResult {
-	d := &differ{a: a, b: b, limit: limit}
+	d := &differ{a: a, b: b, limit: limit, acls: a.ACLsRecorded() && b.ACLsRecorded()}
 	d.entry(0, 0)
 	return d.res
 }
@@ -96,6 +99,7 @@ func Diff(a, b *Snapshot, limit int) DiffResult {
 type differ struct {
 	a, b  *Snapshot
 	limit int
+	acls  bool // compare ACLs
 	path  []byte
 	res   DiffResult
 }
@@ -172,6 +176,9 @@ func (d *differ) entry(ia, ib uint32) {
 			what |= ChangedRdev
 		}
 	}
+	if d.acls && !sameACL(a.ACL(ia), b.ACL(ib)) {
+		what |= ChangedACL
+	}
 	if what != 0 {
 		d.res.Changed++
 		d.note(&d.res.ChangedPaths, DiffEntry{Kind: Changed, What: what, Entries: 1})
@@ -224,4 +231,8 @@ func (d *differ) children(ia, ib uint32) {
 		}
 		d.path = d.path[:base]
 	}
+}
+
+func sameACL(x, y ACL) bool {
+	return x.Unrecorded == y.Unrecorded && bytes.Equal(x.Access, y.Access) && bytes.Equal(x.Default, y.Default)
 }
