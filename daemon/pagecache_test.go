@@ -95,7 +95,11 @@ func TestLookupHandOverOutlastsRefusals(t *testing.T) {
 		defer k.mu.Unlock()
 		t.Fatalf("the kernel refused %d hand-overs and was never asked again", k.attempts)
 	}
-	if p.pushed[idx/64].Load()&(1<<(idx%64)) == 0 {
-		t.Fatal("a file the kernel took is not marked handed over")
+	// The fake kernel answers before store marks the file: wait for the
+	// mark, with a deadline that only catches its absence.
+	for deadline := time.Now().Add(30 * time.Second); p.pushed[idx/64].Load()&(1<<(idx%64)) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a file the kernel took is not marked handed over")
+		}
 	}
 }
