@@ -78,6 +78,7 @@ type EarlySettings struct {
 	Prefetch                 string // off, or a comma list of dir and list
 	MaxInFlight, MinInFlight int
 	Workers, DirFiles        int
+	ListMin                  int // entries a listed directory needs to be prefetched
 	DirBytes                 string
 	CPUProfile               string
 	NoPageCache              bool
@@ -109,12 +110,15 @@ func (s EarlySettings) Parse() (prefetch.Options, Early, error) {
 			}
 		}
 	}
+	if s.ListMin < 0 {
+		return prefetch.Options{}, early, usage("--prefetch-list-min %d: want 0 or more entries", s.ListMin)
+	}
 	pfb, err := humanize.ParseBytes(s.DirBytes)
 	if err != nil || pfb == 0 {
 		return prefetch.Options{}, early, usage("--prefetch-dir-bytes %q: want a size such as 1GiB", s.DirBytes)
 	}
 	return prefetch.Options{Workers: s.Workers, MaxInFlight: s.MaxInFlight, MinInFlight: s.MinInFlight,
-		PerDir: s.DirFiles, DirBytes: int64(pfb)}, early, nil
+		PerDir: s.DirFiles, DirBytes: int64(pfb), ListMinEntries: s.ListMin}, early, nil
 }
 
 // Check says whether the index settings go together.

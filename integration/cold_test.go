@@ -115,16 +115,21 @@ func TestMountWarmStagesTheTree(t *testing.T) {
 	f.e.unmount(mnt)
 }
 
-// TestListingPrefetchIsOptIn: listing a directory queues its small files
-// only under --prefetch dir,list; the default, dir, waits for an open.
-// The hook runs in OPENDIR, before the listing is answered, so what was
-// queued is known as soon as the listing returns.
-func TestListingPrefetchIsOptIn(t *testing.T) {
-	sizes := smallTree(21, 2000)
+// TestListingPrefetchOnlyOfLargeDirectories: listing a directory queues
+// its small files only when it has --prefetch-list-min entries (256 by
+// default; here 3), and never under --prefetch dir, which waits for an
+// open. The hook runs in OPENDIR, before the listing is answered, so what
+// was queued is known as soon as the listing returns.
+func TestListingPrefetchOnlyOfLargeDirectories(t *testing.T) {
+	sizes := smallTree(21, 2000) // d3 has 3 files
 	for _, tc := range []struct {
 		flags []string
 		list  bool
-	}{{nil, false}, {[]string{"--prefetch", "dir,list"}, true}} {
+	}{
+		{nil, false},
+		{[]string{"--prefetch-list-min", "3"}, true},
+		{[]string{"--prefetch", "dir", "--prefetch-list-min", "0"}, false},
+	} {
 		f := newCacheFixture(t, sizes, slowfs.Options{})
 		mnt := filepath.Join(f.e.tmp, "mnt")
 		f.mount(mnt, tc.flags...)

@@ -112,8 +112,8 @@ func (p *Prefetcher) gather(roots []uint32) []uint32 {
 // first: a job that lists a directory is about to open what is in it,
 // and a small file's cost is its latency, which fetching ahead hides.
 // "Small" is up to Options.ListMaxBytes (a file fetched with one source
-// read); DirBytes bounds one listing's bytes. Each directory is queued
-// once.
+// read); DirBytes bounds one listing's bytes; a directory of fewer than
+// ListMinEntries entries queues nothing. Each directory is queued once.
 func (p *Prefetcher) OnList(dir uint32) {
 	if p.opts.ListMaxBytes <= 0 {
 		return
@@ -125,6 +125,9 @@ func (p *Prefetcher) OnList(dir uint32) {
 	}
 	p.lists[dir] = true
 	lo, hi := p.snap.Children(dir)
+	if int(hi-lo) < p.opts.ListMinEntries {
+		return
+	}
 	var picked []uint32
 	for c := lo; c < hi; c++ {
 		a := p.snap.Attr(c)

@@ -74,9 +74,15 @@ type Options struct {
 	// ListMaxBytes is the largest file queued when its directory is
 	// listed (OnList); 0 turns listing prefetch off.
 	ListMaxBytes int64
-	PerDir       int   // files kept queued ahead of the reader per directory; default 256
-	DirBytes     int64 // bytes queued per directory and top-up; default 1 GiB
-	Logger       zerolog.Logger
+	// ListMinEntries is how many entries a listed directory needs for its
+	// files to be queued (0: any). A listing of hundreds of entries is a
+	// dataset being enumerated by a job about to read it; a short one is
+	// more often a search, such as an interpreter's look through its
+	// import path, whose files mostly stay unread.
+	ListMinEntries int
+	PerDir         int   // files kept queued ahead of the reader per directory; default 256
+	DirBytes       int64 // bytes queued per directory and top-up; default 1 GiB
+	Logger         zerolog.Logger
 }
 
 // Stats are the prefetcher's counters.

@@ -255,3 +255,22 @@ func TestOpenPrefetchesFilesOfTheSameKind(t *testing.T) {
 		t.Errorf("after opening a.py: warmed %v, want %s", w.warmed, want)
 	}
 }
+
+// TestListingQueuesOnlyLargeDirectories: a listing queues a directory's
+// files only when the directory has ListMinEntries entries or more; a short
+// listing (an import path being searched) queues nothing.
+func TestListingQueuesOnlyLargeDirectories(t *testing.T) {
+	// d holds 9 files and a subdirectory: 10 entries.
+	for _, tc := range []struct{ min, want int }{{11, 0}, {10, 9}, {0, 9}} {
+		s := tree(t, 9)
+		w := &fakeWarmer{snap: s, room: -1}
+		p := New(s, w, Options{Workers: 1, ListMaxBytes: 1 << 20, ListMinEntries: tc.min})
+		d, _ := s.Lookup(0, "d")
+		p.OnList(d)
+		st := settle(t, p)
+		p.Close()
+		if len(w.warmed) != tc.want {
+			t.Errorf("10 entries, at least %d wanted: %d files fetched (%+v), want %d", tc.min, len(w.warmed), st, tc.want)
+		}
+	}
+}

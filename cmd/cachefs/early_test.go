@@ -2,11 +2,15 @@ package main
 
 import "testing"
 
-// The default is dir: listing prefetch is opt-in.
-func TestPrefetchDefaultIsDir(t *testing.T) {
+// The default prefetches on open and on listing a directory of 256
+// entries or more (docs/benchmarks.md measures why).
+func TestPrefetchDefaults(t *testing.T) {
 	cmd := newMountCommand(&globalOptions{})
-	if d := cmd.Flags().Lookup("prefetch").DefValue; d != "dir" {
-		t.Errorf("--prefetch defaults to %q, want dir", d)
+	if d := cmd.Flags().Lookup("prefetch").DefValue; d != "dir,list" {
+		t.Errorf("--prefetch defaults to %q, want dir,list", d)
+	}
+	if d := cmd.Flags().Lookup("prefetch-list-min").DefValue; d != "256" {
+		t.Errorf("--prefetch-list-min defaults to %q, want 256", d)
 	}
 }
 

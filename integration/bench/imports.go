@@ -25,7 +25,7 @@ import (
 // so it also holds the many files the imports never touch.
 
 // stormSetups are the setups that run the storm (if asked for at all).
-var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-index", "floor", "local"}
+var stormSetups = []string{"direct", "cachefs-fixed16", "cachefs-nolist", "cachefs-listall", "cachefs-nopc", "cachefs", "cachefs-index", "floor", "local"}
 
 type stormResult struct {
 	Setup   string  `json:"setup"`

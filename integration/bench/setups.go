@@ -23,29 +23,32 @@ import (
 // allSetups is the canonical order: the slow baseline first, then the
 // peers and cachefs's variants, then the two floors: floor (every file
 // fetched at once, then local disk) and local (no source at all).
-var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs-nopc", "cachefs", "cachefs-warm-nopc", "cachefs-warm", "cachefs-index", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
+var allSetups = []string{"direct", "rsync", "tar", "rclone", "cachefs-noprefetch", "cachefs-fixed16", "cachefs-nolist", "cachefs-listall", "cachefs-nopc", "cachefs", "cachefs-warm-nopc", "cachefs-warm", "cachefs-index", "cachefs-nodes4", "cachefs-peers4", "floor", "local"}
 
 // cachefsVariants are the cachefs setups and the flags that make each,
 // so every policy's gain is measured side by side in one run.
 var cachefsVariants = map[string][]string{
-	// On open and on listing: opt-in, the default is dir.
-	"cachefs": {"--prefetch", "dir,list"},
+	// The defaults: prefetch on open, and on listing a directory of 256
+	// entries or more.
+	"cachefs": nil,
 	// The block cache alone.
 	"cachefs-noprefetch": {"--prefetch", "off"},
 	// The prefetcher as it was: 16 in flight, started on open only.
 	"cachefs-fixed16": {"--prefetch-workers", "16", "--prefetch", "dir"},
-	// The defaults: the adaptive prefetcher started on open only, to
-	// show what listing adds.
-	"cachefs-nolist": nil,
+	// The adaptive prefetcher started on open only, to show what listing
+	// adds.
+	"cachefs-nolist": {"--prefetch", "dir"},
+	// Listing prefetch of every directory listed, however short.
+	"cachefs-listall": {"--prefetch-list-min", "0"},
 	// The whole tree staged in the background from the moment the mount
 	// serves.
-	"cachefs-warm": {"--prefetch", "dir,list", "--warm", "."},
+	"cachefs-warm": {"--warm", "."},
 	// The defaults, mounted from a snapshot index (see fromIndex).
 	"cachefs-index": nil,
 	// The same two without handing prefetched small files to the
 	// kernel's page cache, to measure what that gains.
-	"cachefs-nopc":      {"--prefetch", "dir,list", "--no-page-cache"},
-	"cachefs-warm-nopc": {"--prefetch", "dir,list", "--warm", ".", "--no-page-cache"},
+	"cachefs-nopc":      {"--no-page-cache"},
+	"cachefs-warm-nopc": {"--warm", ".", "--no-page-cache"},
 }
 
 // fromIndex are the setups that mount from a snapshot index made before
