@@ -102,6 +102,8 @@ type env struct {
 	// runtimeDir is XDG_RUNTIME_DIR for the commands; empty unless a
 	// test sets it.
 	runtimeDir string
+	// extraEnv is added last to the commands' environment, overriding.
+	extraEnv []string
 }
 
 // environ is the environment of every command the test runs: its own
@@ -113,7 +115,8 @@ func (e *env) environ() []string {
 	if e.cred == nil && !e.defaultRuntime {
 		rt = filepath.Join(e.tmp, "run")
 	}
-	return append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR="+e.runtimeDir, "CACHEFS_RUNTIME_DIR="+rt)
+	env := append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR="+e.runtimeDir, "CACHEFS_RUNTIME_DIR="+rt)
+	return append(env, e.extraEnv...)
 }
 
 func newEnv(t *testing.T) *env {

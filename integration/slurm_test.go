@@ -74,8 +74,8 @@ func startClusterIn(t *testing.T, parent string, extra ...string) *cluster {
 	runTree(t, c.src)
 	must(t, os.MkdirAll(c.home, 0o755))
 	must(t, os.Chown(c.home, c.uid, c.gid))
-	if out, err := exec.Command(binary, "snapshot", c.src, "-o", filepath.Join(dir, "src.index")).CombinedOutput(); err != nil {
-		t.Fatalf("cachefs snapshot: %v: %s", err, out)
+	if r := newEnv(t).run("snapshot", c.src, "-o", filepath.Join(dir, "src.index")); r.code != 0 {
+		t.Fatalf("cachefs snapshot exited %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 	if parent != "" {
 		// The suite's binary lives under the default temporary directory,
