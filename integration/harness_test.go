@@ -66,7 +66,10 @@ func runMain(m *testing.M) int {
 }
 
 // leftoverDaemons lists processes running the suite's binary.
-func leftoverDaemons() []int {
+func leftoverDaemons() []int { return processesRunning(binary) }
+
+// processesRunning lists the live processes whose executable is exe.
+func processesRunning(exe string) []int {
 	ents, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range ents {
@@ -74,8 +77,8 @@ func leftoverDaemons() []int {
 		if err != nil {
 			continue
 		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err == nil && exe == binary && processAlive(pid) {
+		path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err == nil && path == exe && processAlive(pid) {
 			out = append(out, pid)
 		}
 	}
