@@ -189,6 +189,9 @@ type FS struct {
 	ops       [numOps]atomic.Uint64
 	bytesRead atomic.Uint64
 	charged   atomic.Int64
+	// writeErr, when not 0, is the errno every write, fsync and fallocate
+	// gets: a disk that fails under a filesystem that keeps serving reads.
+	writeErr atomic.Uint32
 
 	bwMu     sync.Mutex
 	nextFree time.Time // when the shared link is next idle
@@ -272,6 +275,17 @@ func Mount(source, mountpoint string, opts Options) (*FS, error) {
 	}
 	f.Reset()
 	return f, nil
+}
+
+// FailWrites makes every later WRITE, FSYNC and FALLOCATE fail with errno
+// (0: succeed again), as a disk with bad sectors does; reads, lookups and
+// creates go on working.
+func (f *FS) FailWrites(errno syscall.Errno) { f.writeErr.Store(uint32(errno)) }
+
+// writeFailure is the status a write-like request gets while writes fail.
+func (f *FS) writeFailure() (fuse.Status, bool) {
+	e := f.writeErr.Load()
+	return fuse.Status(e), e != 0
 }
 
 // Mountpoint returns the absolute path the filesystem is mounted on.
@@ -623,6 +637,10 @@ func (r *rawFS) SetLkw(cancel <-chan struct{}, input *fuse.LkIn) fuse.Status {
 // Write on ENOSYS, so counting here on anything else (and in Write
 // unconditionally) charges each WRITE request exactly once.
 func (r *rawFS) Writev(cancel <-chan struct{}, input *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	if st, ok := r.f.writeFailure(); ok {
+		r.f.count(opWrite)
+		return 0, st
+	}
 	n, st := r.RawFileSystem.Writev(cancel, input, data)
 	if st != fuse.ENOSYS {
 		r.f.count(opWrite)
@@ -632,6 +650,9 @@ func (r *rawFS) Writev(cancel <-chan struct{}, input *fuse.WriteIn, data [][]byt
 
 func (r *rawFS) Write(cancel <-chan struct{}, input *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	r.f.count(opWrite)
+	if st, ok := r.f.writeFailure(); ok {
+		return 0, st
+	}
 	return r.RawFileSystem.Write(cancel, input, data)
 }
 
@@ -652,11 +673,17 @@ func (r *rawFS) Flush(cancel <-chan struct{}, input *fuse.FlushIn) fuse.Status {
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, input *fuse.FsyncIn) fuse.Status {
 	r.f.count(opFsync)
+	if st, ok := r.f.writeFailure(); ok {
+		return st
+	}
 	return r.RawFileSystem.Fsync(cancel, input)
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, input *fuse.FallocateIn) fuse.Status {
 	r.f.count(opFallocate)
+	if st, ok := r.f.writeFailure(); ok {
+		return st
+	}
 	return r.RawFileSystem.Fallocate(cancel, input)
 }
 

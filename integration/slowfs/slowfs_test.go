@@ -3,6 +3,7 @@ package slowfs
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // mounted records every mountpoint the tests create so TestMain can prove
@@ -234,6 +237,40 @@ func TestWriteOpsAreCountedAndReachSource(t *testing.T) {
 		if c.Ops[op] == 0 {
 			t.Errorf("%s not counted: %+v", op, c.Ops)
 		}
+	}
+}
+
+// TestFailWrites: while writes fail, write, fsync and fallocate get the
+// errno and reads, creates and lookups go on; FailWrites(0) ends it.
+func TestFailWrites(t *testing.T) {
+	src := makeTree(t)
+	f := mountT(t, src, Options{})
+	mnt := f.Mountpoint()
+	fh, err := os.OpenFile(filepath.Join(mnt, "w"), os.O_CREATE|os.O_RDWR, 0o644)
+	must(t, err)
+	defer fh.Close()
+	f.FailWrites(syscall.EIO)
+	if _, err := fh.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.EIO) {
+		t.Errorf("write while writes fail: %v, want EIO", err)
+	}
+	if err := fh.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fsync while writes fail: %v, want EIO", err)
+	}
+	if err := unix.Fallocate(int(fh.Fd()), 0, 0, 4096); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fallocate while writes fail: %v, want EIO", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "a.txt")); err != nil || string(b) != smallContent {
+		t.Errorf("read while writes fail: %q %v", b, err)
+	}
+	g, err := os.Create(filepath.Join(mnt, "created"))
+	if err != nil {
+		t.Errorf("create while writes fail: %v", err)
+	} else {
+		g.Close()
+	}
+	f.FailWrites(0)
+	if _, err := fh.WriteAt([]byte("x"), 0); err != nil {
+		t.Errorf("write once writes work again: %v", err)
 	}
 }
 
