@@ -367,21 +367,18 @@ func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
 	}
 }
 
-// TestCacheDiskIOErrorKeepsReadsCorrect: a cache disk whose writes fail
-// with EIO (a filesystem over failing sectors: the slow-source fixture
-// with its writes failed, mounted as the cache disk) costs only the
-// caching. Every read returns the source's bytes, straight from the
-// source, and the log says once per 30 s episode that the disk failed,
-// with the disk's error.
-func TestCacheDiskIOErrorKeepsReadsCorrect(t *testing.T) {
-	f := newCacheFixture(t, sizedFiles(6, "f%d", 1<<20), slowfs.Options{})
-	diskBase, diskMnt := filepath.Join(f.e.tmp, "disk-base"), filepath.Join(f.e.tmp, "disk")
-	for _, d := range []string{diskBase, diskMnt} {
+// cacheDisk moves f's cache directory onto a disk the test can fail or
+// hold: the slow-source fixture over a directory of the test's. It is
+// unmounted after the test's mounts, whose cleanups run first.
+func (f *cacheFixture) cacheDisk(t *testing.T) *slowfs.FS {
+	t.Helper()
+	base, mnt := filepath.Join(f.e.tmp, "disk-base"), filepath.Join(f.e.tmp, "disk")
+	for _, d := range []string{base, mnt} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	disk, err := slowfs.Mount(diskBase, diskMnt, slowfs.Options{})
+	disk, err := slowfs.Mount(base, mnt, slowfs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +387,19 @@ func TestCacheDiskIOErrorKeepsReadsCorrect(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	f.cacheDir = filepath.Join(diskMnt, "cache")
+	f.cacheDir = filepath.Join(mnt, "cache")
+	return disk
+}
+
+// TestCacheDiskIOErrorKeepsReadsCorrect: a cache disk whose writes fail
+// with EIO (a filesystem over failing sectors: the slow-source fixture
+// with its writes failed, mounted as the cache disk) costs only the
+// caching. Every read returns the source's bytes, straight from the
+// source, and the log says once per 30 s episode that the disk failed,
+// with the disk's error.
+func TestCacheDiskIOErrorKeepsReadsCorrect(t *testing.T) {
+	f := newCacheFixture(t, sizedFiles(6, "f%d", 1<<20), slowfs.Options{})
+	disk := f.cacheDisk(t)
 	logFile := filepath.Join(f.e.tmp, "cachefs.log")
 	mnt := filepath.Join(f.e.tmp, "mnt")
 	// No passthrough: the kernel would read cached files from the disk

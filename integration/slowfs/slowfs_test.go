@@ -274,6 +274,54 @@ func TestFailWrites(t *testing.T) {
 	}
 }
 
+// TestHolds: a held WRITE stores its first bytes and waits, a held UNLINK
+// removes nothing; each fails with EIO once released, and only the first
+// matching request is held.
+func TestHolds(t *testing.T) {
+	src := makeTree(t)
+	f := mountT(t, src, Options{})
+	mnt := f.Mountpoint()
+	fh, err := os.OpenFile(filepath.Join(mnt, "w"), os.O_CREATE|os.O_WRONLY, 0o644)
+	must(t, err)
+	defer fh.Close()
+	held, release := f.HoldWrite(func(n int) bool { return n == 6 }, 2)
+	done := make(chan error, 1)
+	go func() {
+		_, err := fh.WriteAt([]byte("abcdef"), 0)
+		done <- err
+	}()
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("the write was never held")
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "w")); err != nil || string(b) != "ab" {
+		t.Errorf("while held, the file holds %q (%v), want the first 2 bytes", b, err)
+	}
+	release()
+	if err := <-done; !errors.Is(err, syscall.EIO) {
+		t.Errorf("released write: %v, want EIO", err)
+	}
+	if _, err := fh.WriteAt([]byte("ghijkl"), 0); err != nil {
+		t.Errorf("a second write of the size held: %v", err)
+	}
+
+	held, release = f.HoldUnlink(func(name string) bool { return name == "a.txt" })
+	go func() { done <- os.Remove(filepath.Join(mnt, "a.txt")) }()
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("the unlink was never held")
+	}
+	release()
+	if err := <-done; !errors.Is(err, syscall.EIO) {
+		t.Errorf("released unlink: %v, want EIO", err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "a.txt")); err != nil {
+		t.Errorf("a held unlink removed the file: %v", err)
+	}
+}
+
 // statCost is the number of metadata requests one stat(2) of path costs.
 func statCost(t *testing.T, f *FS, path string) uint64 {
 	t.Helper()
