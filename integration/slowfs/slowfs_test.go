@@ -240,15 +240,23 @@ func TestWriteOpsAreCountedAndReachSource(t *testing.T) {
 	}
 }
 
+// newFileOnMount mounts a fresh tree and creates the file w on it, closed
+// when the test ends.
+func newFileOnMount(t *testing.T) (f *FS, fh *os.File, src string) {
+	t.Helper()
+	src = makeTree(t)
+	f = mountT(t, src, Options{})
+	fh, err := os.OpenFile(filepath.Join(f.Mountpoint(), "w"), os.O_CREATE|os.O_RDWR, 0o644)
+	must(t, err)
+	t.Cleanup(func() { fh.Close() })
+	return f, fh, src
+}
+
 // TestFailWrites: while writes fail, write, fsync and fallocate get the
 // errno and reads, creates and lookups go on; FailWrites(0) ends it.
 func TestFailWrites(t *testing.T) {
-	src := makeTree(t)
-	f := mountT(t, src, Options{})
+	f, fh, _ := newFileOnMount(t)
 	mnt := f.Mountpoint()
-	fh, err := os.OpenFile(filepath.Join(mnt, "w"), os.O_CREATE|os.O_RDWR, 0o644)
-	must(t, err)
-	defer fh.Close()
 	f.FailWrites(syscall.EIO)
 	if _, err := fh.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.EIO) {
 		t.Errorf("write while writes fail: %v, want EIO", err)
@@ -278,23 +286,15 @@ func TestFailWrites(t *testing.T) {
 // removes nothing; each fails with EIO once released, and only the first
 // matching request is held.
 func TestHolds(t *testing.T) {
-	src := makeTree(t)
-	f := mountT(t, src, Options{})
+	f, fh, src := newFileOnMount(t)
 	mnt := f.Mountpoint()
-	fh, err := os.OpenFile(filepath.Join(mnt, "w"), os.O_CREATE|os.O_WRONLY, 0o644)
-	must(t, err)
-	defer fh.Close()
 	held, release := f.HoldWrite(func(n int) bool { return n == 6 }, 2)
 	done := make(chan error, 1)
 	go func() {
 		_, err := fh.WriteAt([]byte("abcdef"), 0)
 		done <- err
 	}()
-	select {
-	case <-held:
-	case <-time.After(time.Minute):
-		t.Fatal("the write was never held")
-	}
+	waitHeld(t, held, "write")
 	if b, err := os.ReadFile(filepath.Join(src, "w")); err != nil || string(b) != "ab" {
 		t.Errorf("while held, the file holds %q (%v), want the first 2 bytes", b, err)
 	}
@@ -308,17 +308,22 @@ func TestHolds(t *testing.T) {
 
 	held, release = f.HoldUnlink(func(name string) bool { return name == "a.txt" })
 	go func() { done <- os.Remove(filepath.Join(mnt, "a.txt")) }()
-	select {
-	case <-held:
-	case <-time.After(time.Minute):
-		t.Fatal("the unlink was never held")
-	}
+	waitHeld(t, held, "unlink")
 	release()
 	if err := <-done; !errors.Is(err, syscall.EIO) {
 		t.Errorf("released unlink: %v, want EIO", err)
 	}
 	if _, err := os.Stat(filepath.Join(src, "a.txt")); err != nil {
 		t.Errorf("a held unlink removed the file: %v", err)
+	}
+}
+
+func waitHeld(t *testing.T, held <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatalf("the %s was never held", what)
 	}
 }
 
