@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,14 +18,13 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// memSource serves byte slices and counts reads, optionally slowly.
+// memSource serves byte slices and counts reads.
 type memSource struct {
 	files map[string][]byte
 	reads atomic.Int64
 	bytes atomic.Int64
 	open  atomic.Int64 // source files open now
-	delay time.Duration
-	fail  atomic.Bool // report every file as changed
+	fail  atomic.Bool  // report every file as changed
 	// gate, when set, holds every read until it is closed; entered
 	// gets a value as each read arrives.
 	gate, entered chan struct{}
@@ -46,7 +46,6 @@ func (m *memSource) Open(k Key) (SourceFile, error) {
 
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	f.s.reads.Add(1)
-	time.Sleep(f.s.delay)
 	if f.s.gate != nil {
 		f.s.entered <- struct{}{}
 		<-f.s.gate
@@ -134,17 +133,25 @@ func TestReadRangesAndReuse(t *testing.T) {
 	h.Close()
 }
 
+// TestOneSourceReadPerBlock: 16 readers of one block, all waiting for it
+// at once (the source's read is held until every one of them waits in
+// fetch), cause one source read.
 func TestOneSourceReadPerBlock(t *testing.T) {
+	const readers = 16
 	src := newSource(map[string]int{"a": 4096})
-	src.delay = 50 * time.Millisecond
+	src.gate, src.entered = make(chan struct{}), make(chan struct{}, readers)
 	c := open(t, t.TempDir(), src, Options{})
 	defer c.Close()
 	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
+	for i := 0; i < readers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, _ := c.OpenFile(key(src, "a"))
+			h, err := c.OpenFile(key(src, "a"))
+			if err != nil {
+				t.Errorf("open: %v", err)
+				return
+			}
 			defer h.Close()
 			p := make([]byte, 100)
 			if _, err := h.ReadAt(context.Background(), p, 10); err != nil || !bytes.Equal(p, src.files["a"][10:110]) {
@@ -152,9 +159,30 @@ func TestOneSourceReadPerBlock(t *testing.T) {
 			}
 		}()
 	}
+	waitChan(t, src.entered, "the fetch to reach the source")
+	waitGoroutinesIn(t, "blockcache.(*fileState).fetch(", readers)
+	close(src.gate)
 	wg.Wait()
 	if n := src.reads.Load(); n != 1 {
-		t.Errorf("16 readers of one block caused %d source reads", n)
+		t.Errorf("%d readers waiting for one block at once caused %d source reads", readers, n)
+	}
+}
+
+// waitGoroutinesIn waits until n goroutines have fn on their stack: the
+// only way to know, from outside, that they all wait there.
+func waitGoroutinesIn(t *testing.T, fn string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	buf := make([]byte, 1<<20)
+	for {
+		got := strings.Count(string(buf[:runtime.Stack(buf, true)]), fn)
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %d goroutines in %s; %d are", n, fn, got)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -367,6 +367,72 @@ func TestFullCacheDiskKeepsReadsCorrect(t *testing.T) {
 	}
 }
 
+// cacheDisk moves f's cache directory onto a disk the test can fail or
+// hold: the slow-source fixture over a directory of the test's. It is
+// unmounted after the test's mounts, whose cleanups run first.
+func (f *cacheFixture) cacheDisk(t *testing.T) *slowfs.FS {
+	t.Helper()
+	base, mnt := filepath.Join(f.e.tmp, "disk-base"), filepath.Join(f.e.tmp, "disk")
+	for _, d := range []string{base, mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk, err := slowfs.Mount(base, mnt, slowfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := disk.Unmount(); err != nil {
+			t.Error(err)
+		}
+	})
+	f.cacheDir = filepath.Join(mnt, "cache")
+	return disk
+}
+
+// TestCacheDiskIOErrorKeepsReadsCorrect: a cache disk whose writes fail
+// with EIO (a filesystem over failing sectors: the slow-source fixture
+// with its writes failed, mounted as the cache disk) costs only the
+// caching. Every read returns the source's bytes, straight from the
+// source, and the log says once per 30 s episode that the disk failed,
+// with the disk's error.
+func TestCacheDiskIOErrorKeepsReadsCorrect(t *testing.T) {
+	f := newCacheFixture(t, sizedFiles(6, "f%d", 1<<20), slowfs.Options{})
+	disk := f.cacheDisk(t)
+	logFile := filepath.Join(f.e.tmp, "cachefs.log")
+	mnt := filepath.Join(f.e.tmp, "mnt")
+	// No passthrough: the kernel would read cached files from the disk
+	// without the daemon.
+	f.mount(mnt, "--passthrough", "off", "--prefetch", "off", "--read-ahead", "0", "--log-file", logFile)
+	if !bytes.Equal(readAll(t, filepath.Join(mnt, "f0")), f.files["f0"]) {
+		t.Fatal("f0 differs while the cache disk works")
+	}
+	disk.FailWrites(syscall.EIO)
+	start := time.Now()
+	f.sfs.Reset()
+	f.readAllEqual(t, mnt, "while the cache disk fails")
+	if got, want := f.sfs.Counts().BytesRead, uint64(5<<20); got != want {
+		t.Errorf("the source served %d bytes for the 5 MiB not cached, want exactly that", got)
+	}
+	f.e.unmount(mnt)
+	episodes := 1 + int(time.Since(start)/(30*time.Second))
+	var failed []string
+	for _, l := range strings.Split(string(readAll(t, logFile)), "\n") {
+		if strings.Contains(l, "cache disk failed") {
+			failed = append(failed, l)
+		}
+	}
+	if len(failed) < 1 || len(failed) > episodes {
+		t.Errorf("the log says the cache disk failed %d times in %d 30 s episodes, want once per episode:\n%s", len(failed), episodes, strings.Join(failed, "\n"))
+	}
+	for _, l := range failed {
+		if !strings.Contains(l, syscall.EIO.Error()) {
+			t.Errorf("the log line does not give the disk's error (%v): %s", syscall.EIO, l)
+		}
+	}
+}
+
 func TestSecondMountOnCacheDirRefused(t *testing.T) {
 	f := newCacheFixture(t, map[string]int{"a": 10}, slowfs.Options{})
 	mnt := filepath.Join(f.e.tmp, "mnt")

@@ -66,7 +66,10 @@ func runMain(m *testing.M) int {
 }
 
 // leftoverDaemons lists processes running the suite's binary.
-func leftoverDaemons() []int {
+func leftoverDaemons() []int { return processesRunning(binary) }
+
+// processesRunning lists the live processes whose executable is exe.
+func processesRunning(exe string) []int {
 	ents, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range ents {
@@ -74,8 +77,8 @@ func leftoverDaemons() []int {
 		if err != nil {
 			continue
 		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err == nil && exe == binary && processAlive(pid) {
+		path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err == nil && path == exe && processAlive(pid) {
 			out = append(out, pid)
 		}
 	}
@@ -102,6 +105,8 @@ type env struct {
 	// runtimeDir is XDG_RUNTIME_DIR for the commands; empty unless a
 	// test sets it.
 	runtimeDir string
+	// extraEnv is added last to the commands' environment, overriding.
+	extraEnv []string
 }
 
 // environ is the environment of every command the test runs: its own
@@ -113,7 +118,8 @@ func (e *env) environ() []string {
 	if e.cred == nil && !e.defaultRuntime {
 		rt = filepath.Join(e.tmp, "run")
 	}
-	return append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR="+e.runtimeDir, "CACHEFS_RUNTIME_DIR="+rt)
+	env := append(os.Environ(), "TMPDIR="+e.tmp, "XDG_RUNTIME_DIR="+e.runtimeDir, "CACHEFS_RUNTIME_DIR="+rt)
+	return append(env, e.extraEnv...)
 }
 
 func newEnv(t *testing.T) *env {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -38,10 +37,10 @@ func TestTreeEquality(t *testing.T) {
 // without reading file contents.
 func metadataStorm(t *testing.T, mnt string) (symlinks int) {
 	t.Helper()
-	if out, err := exec.Command("find", mnt).CombinedOutput(); err != nil {
+	if out, err := combinedAs(t, nil, "find", mnt); err != nil {
 		t.Fatalf("find: %v: %s", err, out)
 	}
-	if out, err := exec.Command("ls", "-lR", mnt).CombinedOutput(); err != nil {
+	if out, err := combinedAs(t, nil, "ls", "-lR", mnt); err != nil {
 		t.Fatalf("ls -lR: %v: %s", err, out)
 	}
 	err := filepath.Walk(mnt, func(p string, fi os.FileInfo, err error) error {

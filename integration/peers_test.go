@@ -139,17 +139,46 @@ func TestPeerKilledMidRunOthersFinish(t *testing.T) {
 			readShuffled(t, f, nd.mnt, int64(i))
 		}()
 	}
-	deadline := time.Now().Add(time.Minute)
-	for f.sfs.Counts().BytesRead < 4<<20 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	if !blocksMoving(t, f, done, 4<<20) {
+		return
 	}
 	dead := nodes[2]
 	syscall.Kill(dead.pid, syscall.SIGKILL)
 	waitGone(dead.pid, 10*time.Second)
 	unix.Unmount(dead.mnt, unix.MNT_DETACH)
-	wg.Wait()
+	<-done
 	for _, nd := range nodes[:2] {
 		f.e.unmount(nd.mnt)
+	}
+}
+
+// blocksMoving waits until the source has served n bytes while the
+// readers, which close done when they end, are still reading. It fails the
+// test, once the readers are done, if that moment never comes: a kill
+// after it would prove nothing.
+func blocksMoving(t *testing.T, f *cacheFixture, done <-chan struct{}, n uint64) bool {
+	t.Helper()
+	deadline := time.After(hangGuard)
+	for f.sfs.Counts().BytesRead < n {
+		select {
+		case <-done:
+			t.Errorf("the readers finished with %d bytes from the source, fewer than %d", f.sfs.Counts().BytesRead, n)
+			return false
+		case <-deadline:
+			t.Errorf("the source served %d bytes in %s, fewer than %d", f.sfs.Counts().BytesRead, hangGuard, n)
+			<-done
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	select {
+	case <-done:
+		t.Errorf("the readers were done before %d bytes came from the source", n)
+		return false
+	default:
+		return true
 	}
 }
 

@@ -74,8 +74,8 @@ func startClusterIn(t *testing.T, parent string, extra ...string) *cluster {
 	runTree(t, c.src)
 	must(t, os.MkdirAll(c.home, 0o755))
 	must(t, os.Chown(c.home, c.uid, c.gid))
-	if out, err := exec.Command(binary, "snapshot", c.src, "-o", filepath.Join(dir, "src.index")).CombinedOutput(); err != nil {
-		t.Fatalf("cachefs snapshot: %v: %s", err, out)
+	if r := newEnv(t).run("snapshot", c.src, "-o", filepath.Join(dir, "src.index")); r.code != 0 {
+		t.Fatalf("cachefs snapshot exited %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 	if parent != "" {
 		// The suite's binary lives under the default temporary directory,
@@ -219,8 +219,8 @@ func (c *cluster) waitJobGone(id string) {
 	}
 }
 
-// checkNothingLeft fails the test if a cachefs mount, a daemon of the
-// suite's binary or a job directory outlived the job.
+// checkNothingLeft fails the test if a mount of the cluster's, one of its
+// cachefs processes or a job directory outlived the job.
 func (c *cluster) checkNothingLeft(what string) {
 	c.t.Helper()
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
@@ -231,7 +231,7 @@ func (c *cluster) checkNothingLeft(what string) {
 			unix.Unmount(f[4], unix.MNT_DETACH)
 		}
 	}
-	if left := leftoverDaemons(); len(left) > 0 {
+	if left := c.daemons(); len(left) > 0 {
 		c.t.Errorf("%s left cachefs processes running: %v", what, left)
 		for _, pid := range left {
 			syscall.Kill(pid, syscall.SIGKILL)
@@ -240,6 +240,31 @@ func (c *cluster) checkNothingLeft(what string) {
 	if ents, _ := os.ReadDir(c.jobs); len(ents) > 0 {
 		c.t.Errorf("%s left job directories in %s: %v", what, c.jobs, ents)
 	}
+}
+
+// daemons lists the cachefs processes of this cluster's jobs and scripts:
+// those of the suite's binary or of the cluster's copy of it with an
+// argument that names the cluster's directory, whose random name no other
+// test or run shares (every mount names the source under it; the jobs'
+// mountpoints and a moved job base carry it too). Other tests' and other
+// runs' daemons are not the cluster's to count or kill.
+func (c *cluster) daemons() []int {
+	procs := processesRunning(binary)
+	if c.cachefs != binary {
+		procs = append(procs, processesRunning(c.cachefs)...)
+	}
+	mark := filepath.Base(c.dir)
+	var out []int
+	for _, pid := range procs {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		for _, arg := range strings.Split(string(b), "\x00") {
+			if strings.Contains(arg, mark) {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // TestSlurm runs jobs under proctrack/linuxproc, which tracks a job's

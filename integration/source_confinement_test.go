@@ -184,8 +184,8 @@ func TestSourceRemountedNewDevice(t *testing.T) {
 	var old unix.Stat_t
 	unix.Fstat(pin, &old)
 	syscall.Kill(server, syscall.SIGKILL)
-	for processAlive(server) {
-		time.Sleep(10 * time.Millisecond)
+	if !waitGone(server, hangGuard) {
+		t.Fatalf("the source's server %d outlived SIGKILL", server)
 	}
 	if _, err := readGuarded(t, filepath.Join(mnt, "d/b")); !errors.Is(err, syscall.EIO) {
 		t.Errorf("read while the source is down: %v, want EIO", err)

@@ -121,23 +121,33 @@ func traversableDir(t *testing.T, prefix string) string {
 	return base
 }
 
-// runAsUser runs name as cred, from "/", and returns what it wrote to
-// stdout and to stderr. A command still running after hangGuard, such as a
-// read through a hung mount, is killed and fails the test.
+// runAsUser runs name as cred (nil: as the test), from "/", and returns
+// what it wrote to stdout and to stderr. A command still running after
+// hangGuard, such as a read through a hung mount, is killed and fails the
+// test.
 func runAsUser(t *testing.T, cred *syscall.Credential, name string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	cmd.Dir = "/"
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("%s %v as uid %d still running after %s: it hangs", name, args, cred.Uid, hangGuard)
+		t.Fatalf("%s %v as %s still running after %s: it hangs", name, args, who(cred), hangGuard)
 	}
 	return out.String(), errb.String(), err
+}
+
+func who(cred *syscall.Credential) string {
+	if cred == nil {
+		return "the test's user"
+	}
+	return fmt.Sprintf("uid %d", cred.Uid)
 }
 
 // combinedAs is runAsUser with both outputs in one string.

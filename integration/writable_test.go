@@ -26,7 +26,7 @@ const pushTemp = ".cachefs-push."
 
 func needFilelock(t *testing.T) {
 	t.Helper()
-	if out, err := exec.Command(python, "-c", "import filelock").CombinedOutput(); err != nil {
+	if out, err := combinedAs(t, nil, python, "-c", "import filelock"); err != nil {
 		t.Fatalf("python3-filelock is needed (apt-get install python3-filelock): %v: %s", err, out)
 	}
 }
@@ -34,11 +34,11 @@ func needFilelock(t *testing.T) {
 // runPy runs a Python program with args and returns its stdout.
 func runPy(t *testing.T, prog string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(python, append([]string{"-c", prog}, args...)...).CombinedOutput()
+	out, err := combinedAs(t, nil, python, append([]string{"-c", prog}, args...)...)
 	if err != nil {
 		t.Fatalf("python: %v: %s", err, out)
 	}
-	return string(out)
+	return out
 }
 
 // holdLock is what filelock's users do before they touch a cached dataset:
@@ -675,16 +675,12 @@ func TestWritableUnavailable(t *testing.T) {
 		os.MkdirAll(d, 0o755)
 		os.Chown(d, int(cred.Uid), int(cred.Gid))
 	}
-	e := &env{t: t, tmp: home, cred: cred}
-	cmd := exec.Command(binary, "mount", "--writable", src, mnt)
 	// No fuse-overlayfs on this PATH.
-	cmd.Env = append(e.environ(), "PATH=/nonexistent")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	cmd.Dir = "/"
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 6 || !strings.Contains(string(out), "fuse-overlayfs") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
-		t.Errorf("--writable without an overlay: %v\n%s", err, out)
+	e := &env{t: t, tmp: home, cred: cred, extraEnv: []string{"PATH=/nonexistent"}}
+	r := e.run("mount", "--writable", src, mnt)
+	out := r.stdout + r.stderr
+	if r.code != 6 || !strings.Contains(out, "fuse-overlayfs") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("--writable without an overlay: exit %d\n%s", r.code, out)
 	}
 	if isMounted(mnt) {
 		t.Errorf("%s mounted after a refused --writable", mnt)

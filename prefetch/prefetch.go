@@ -6,8 +6,9 @@
 //
 // # Invariants
 //
-//   - Each file is queued at most once per mount (a busy one is put back,
-//     not queued anew).
+//   - Each file is queued at most once while the queue lasts (a busy one
+//     is put back, not queued anew); a budget stop drops the queue and
+//     that memory, so a later open may queue the files again.
 //   - Each directory has at most Options.PerDir files (and DirBytes bytes
 //     per top-up) queued at a time on open; a huge directory is prefetched
 //     in step with the job's opens and cannot flood the source or the

@@ -118,6 +118,31 @@ func TestPerDirLimitAndNoRoom(t *testing.T) {
 	}
 }
 
+// TestQueuedAgainAfterBudgetStop: the file the budget stopped, and the
+// ones dropped with the queue, are queued again by a later open once there
+// is room.
+func TestQueuedAgainAfterBudgetStop(t *testing.T) {
+	s := tree(t, 10)
+	d, _ := s.Lookup(0, "d")
+	lo, _ := s.Children(d)
+	w := &fakeWarmer{snap: s, room: 3}
+	p := New(s, w, Options{Workers: 1})
+	defer p.Close()
+	p.OnOpen(lo)
+	if st := settle(t, p); st.Stopped != 1 || fmt.Sprint(w.warmed) != "[f001 f002 f003]" {
+		t.Fatalf("with room for 3: warmed %v, stats %+v", w.warmed, st)
+	}
+	w.mu.Lock()
+	w.room, w.warmed = -1, nil
+	w.mu.Unlock()
+	p.OnOpen(lo + 1)
+	settle(t, p)
+	want := "[f002 f003 f004 f005 f006 f007 f008 f009 f000]"
+	if fmt.Sprint(w.warmed) != want {
+		t.Errorf("after room was made: warmed %v, want %s", w.warmed, want)
+	}
+}
+
 type blockingWarmer struct {
 	fakeWarmer
 	block chan struct{}

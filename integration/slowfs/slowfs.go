@@ -3,7 +3,9 @@
 // local directory, adds a configurable delay to every operation the kernel
 // sends it, and counts those operations, so tests and benchmarks can measure
 // how much metadata and data traffic a client generates against "the shared
-// filesystem".
+// filesystem". Mounted as a cache disk instead, it fails writes
+// (FailWrites) or holds one chosen request (HoldWrite, HoldUnlink) so that
+// a test can kill its client at that very moment.
 //
 // Invariants:
 //
@@ -21,10 +23,13 @@
 //     request is served on its own goroutine); Bandwidth is a single global
 //     budget shared by all readers, like a saturated storage link.
 //   - The data served is byte-for-byte the source directory: the fixture adds
-//     delay and accounting, never different content.
+//     delay and accounting, never different content. Only a failed or held
+//     write (stored in part) makes the directory differ from what the
+//     client wrote.
 package slowfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -189,6 +194,12 @@ type FS struct {
 	ops       [numOps]atomic.Uint64
 	bytesRead atomic.Uint64
 	charged   atomic.Int64
+	// writeErr, when not 0, is the errno every write, fsync and fallocate
+	// gets: a disk that fails under a filesystem that keeps serving reads.
+	writeErr atomic.Uint32
+
+	holdMu sync.Mutex
+	holds  []*hold
 
 	bwMu     sync.Mutex
 	nextFree time.Time // when the shared link is next idle
@@ -272,6 +283,70 @@ func Mount(source, mountpoint string, opts Options) (*FS, error) {
 	}
 	f.Reset()
 	return f, nil
+}
+
+// FailWrites makes every later WRITE, FSYNC and FALLOCATE fail with errno
+// (0: succeed again), as a disk with bad sectors does; reads, lookups and
+// creates go on working.
+func (f *FS) FailWrites(errno syscall.Errno) { f.writeErr.Store(uint32(errno)) }
+
+// writeFailure is the status a write-like request gets while writes fail.
+func (f *FS) writeFailure() (fuse.Status, bool) {
+	e := f.writeErr.Load()
+	return fuse.Status(e), e != 0
+}
+
+// hold is one request HoldWrite or HoldUnlink waits for.
+type hold struct {
+	write  func(size int) bool // for a WRITE
+	unlink func(name string) bool
+	keep   int           // bytes of the WRITE stored before it waits
+	held   chan struct{} // closed when the request arrived
+	free   chan struct{} // closed by release
+}
+
+// HoldWrite makes the next WRITE whose size match accepts store its first
+// keep bytes and wait until release is called, then fail with EIO: a
+// process killed meanwhile dies with its write torn. held is closed once
+// that WRITE arrived.
+func (f *FS) HoldWrite(match func(size int) bool, keep int) (held <-chan struct{}, release func()) {
+	return f.addHold(&hold{write: match, keep: keep})
+}
+
+// HoldUnlink makes the next UNLINK of a name match accepts wait until
+// release is called, then fail with EIO, removing nothing: a process
+// killed meanwhile dies before the removal.
+func (f *FS) HoldUnlink(match func(name string) bool) (held <-chan struct{}, release func()) {
+	return f.addHold(&hold{unlink: match})
+}
+
+func (f *FS) addHold(h *hold) (<-chan struct{}, func()) {
+	h.held, h.free = make(chan struct{}), make(chan struct{})
+	f.holdMu.Lock()
+	f.holds = append(f.holds, h)
+	f.holdMu.Unlock()
+	var once sync.Once
+	return h.held, func() { once.Do(func() { close(h.free) }) }
+}
+
+// takeHold removes and returns the first hold that accepts a request.
+func (f *FS) takeHold(accepts func(*hold) bool) *hold {
+	f.holdMu.Lock()
+	defer f.holdMu.Unlock()
+	for i, h := range f.holds {
+		if accepts(h) {
+			f.holds = append(f.holds[:i], f.holds[i+1:]...)
+			return h
+		}
+	}
+	return nil
+}
+
+// wait announces the held request and waits for its release.
+func (h *hold) wait() fuse.Status {
+	close(h.held)
+	<-h.free
+	return fuse.EIO
 }
 
 // Mountpoint returns the absolute path the filesystem is mounted on.
@@ -556,6 +631,9 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, input *fuse.MkdirIn, name string, 
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, header *fuse.InHeader, name string) fuse.Status {
 	r.f.count(opUnlink)
+	if h := r.f.takeHold(func(h *hold) bool { return h.unlink != nil && h.unlink(name) }); h != nil {
+		return h.wait()
+	}
 	return r.RawFileSystem.Unlink(cancel, header, name)
 }
 
@@ -623,6 +701,18 @@ func (r *rawFS) SetLkw(cancel <-chan struct{}, input *fuse.LkIn) fuse.Status {
 // Write on ENOSYS, so counting here on anything else (and in Write
 // unconditionally) charges each WRITE request exactly once.
 func (r *rawFS) Writev(cancel <-chan struct{}, input *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	if st, ok := r.f.writeFailure(); ok {
+		r.f.count(opWrite)
+		return 0, st
+	}
+	if h := r.f.takeHold(func(h *hold) bool { return h.write != nil && h.write(int(input.Size)) }); h != nil {
+		r.f.count(opWrite)
+		flat := bytes.Join(data, nil)
+		if _, st := r.RawFileSystem.Write(cancel, input, flat[:min(h.keep, len(flat))]); st != fuse.OK {
+			return 0, st
+		}
+		return 0, h.wait()
+	}
 	n, st := r.RawFileSystem.Writev(cancel, input, data)
 	if st != fuse.ENOSYS {
 		r.f.count(opWrite)
@@ -632,6 +722,15 @@ func (r *rawFS) Writev(cancel <-chan struct{}, input *fuse.WriteIn, data [][]byt
 
 func (r *rawFS) Write(cancel <-chan struct{}, input *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	r.f.count(opWrite)
+	if st, ok := r.f.writeFailure(); ok {
+		return 0, st
+	}
+	if h := r.f.takeHold(func(h *hold) bool { return h.write != nil && h.write(len(data)) }); h != nil {
+		if _, st := r.RawFileSystem.Write(cancel, input, data[:min(h.keep, len(data))]); st != fuse.OK {
+			return 0, st
+		}
+		return 0, h.wait()
+	}
 	return r.RawFileSystem.Write(cancel, input, data)
 }
 
@@ -652,11 +751,17 @@ func (r *rawFS) Flush(cancel <-chan struct{}, input *fuse.FlushIn) fuse.Status {
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, input *fuse.FsyncIn) fuse.Status {
 	r.f.count(opFsync)
+	if st, ok := r.f.writeFailure(); ok {
+		return st
+	}
 	return r.RawFileSystem.Fsync(cancel, input)
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, input *fuse.FallocateIn) fuse.Status {
 	r.f.count(opFallocate)
+	if st, ok := r.f.writeFailure(); ok {
+		return st
+	}
 	return r.RawFileSystem.Fallocate(cancel, input)
 }
 

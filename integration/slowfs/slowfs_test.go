@@ -3,6 +3,7 @@ package slowfs
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // mounted records every mountpoint the tests create so TestMain can prove
@@ -234,6 +237,93 @@ func TestWriteOpsAreCountedAndReachSource(t *testing.T) {
 		if c.Ops[op] == 0 {
 			t.Errorf("%s not counted: %+v", op, c.Ops)
 		}
+	}
+}
+
+// newFileOnMount mounts a fresh tree and creates the file w on it, closed
+// when the test ends.
+func newFileOnMount(t *testing.T) (f *FS, fh *os.File, src string) {
+	t.Helper()
+	src = makeTree(t)
+	f = mountT(t, src, Options{})
+	fh, err := os.OpenFile(filepath.Join(f.Mountpoint(), "w"), os.O_CREATE|os.O_RDWR, 0o644)
+	must(t, err)
+	t.Cleanup(func() { fh.Close() })
+	return f, fh, src
+}
+
+// TestFailWrites: while writes fail, write, fsync and fallocate get the
+// errno and reads, creates and lookups go on; FailWrites(0) ends it.
+func TestFailWrites(t *testing.T) {
+	f, fh, _ := newFileOnMount(t)
+	mnt := f.Mountpoint()
+	f.FailWrites(syscall.EIO)
+	if _, err := fh.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.EIO) {
+		t.Errorf("write while writes fail: %v, want EIO", err)
+	}
+	if err := fh.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fsync while writes fail: %v, want EIO", err)
+	}
+	if err := unix.Fallocate(int(fh.Fd()), 0, 0, 4096); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fallocate while writes fail: %v, want EIO", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "a.txt")); err != nil || string(b) != smallContent {
+		t.Errorf("read while writes fail: %q %v", b, err)
+	}
+	g, err := os.Create(filepath.Join(mnt, "created"))
+	if err != nil {
+		t.Errorf("create while writes fail: %v", err)
+	} else {
+		g.Close()
+	}
+	f.FailWrites(0)
+	if _, err := fh.WriteAt([]byte("x"), 0); err != nil {
+		t.Errorf("write once writes work again: %v", err)
+	}
+}
+
+// TestHolds: a held WRITE stores its first bytes and waits, a held UNLINK
+// removes nothing; each fails with EIO once released, and only the first
+// matching request is held.
+func TestHolds(t *testing.T) {
+	f, fh, src := newFileOnMount(t)
+	mnt := f.Mountpoint()
+	held, release := f.HoldWrite(func(n int) bool { return n == 6 }, 2)
+	done := make(chan error, 1)
+	go func() {
+		_, err := fh.WriteAt([]byte("abcdef"), 0)
+		done <- err
+	}()
+	waitHeld(t, held, "write")
+	if b, err := os.ReadFile(filepath.Join(src, "w")); err != nil || string(b) != "ab" {
+		t.Errorf("while held, the file holds %q (%v), want the first 2 bytes", b, err)
+	}
+	release()
+	if err := <-done; !errors.Is(err, syscall.EIO) {
+		t.Errorf("released write: %v, want EIO", err)
+	}
+	if _, err := fh.WriteAt([]byte("ghijkl"), 0); err != nil {
+		t.Errorf("a second write of the size held: %v", err)
+	}
+
+	held, release = f.HoldUnlink(func(name string) bool { return name == "a.txt" })
+	go func() { done <- os.Remove(filepath.Join(mnt, "a.txt")) }()
+	waitHeld(t, held, "unlink")
+	release()
+	if err := <-done; !errors.Is(err, syscall.EIO) {
+		t.Errorf("released unlink: %v, want EIO", err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "a.txt")); err != nil {
+		t.Errorf("a held unlink removed the file: %v", err)
+	}
+}
+
+func waitHeld(t *testing.T, held <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatalf("the %s was never held", what)
 	}
 }
 
