@@ -187,7 +187,7 @@ func (st *fileState) load(create bool, id fileID) error {
 		return err
 	}
 	st.forget()
-	hdr, ok := parsePresence(raw, func(b int64, sum uint32) {
+	hdr, valid, ok := parsePresenceLen(raw, func(b int64, sum uint32) {
 		if b >= st.nblocks {
 			return // a log of another block size: refused below
 		}
@@ -206,8 +206,17 @@ func (st *fileState) load(create bool, id fileID) error {
 		st.forget()
 		return st.startOver(create, "")
 	}
+	if valid < len(raw) {
+		// A torn record at the tail (killed mid-append): cut it off, so
+		// the records appended from now on are read back.
+		if err := unix.Ftruncate(int(st.plog.Fd()), int64(valid)); err != nil {
+			st.closeFiles()
+			st.forget()
+			return st.startOver(create, "")
+		}
+	}
 	st.loaded, st.id, st.evictSeen = true, id, st.c.evictions.Load()
-	st.logSize = int64(len(raw))
+	st.logSize = int64(valid)
 	return nil
 }
 

@@ -61,8 +61,17 @@ func (h logHeader) nblocks() int64 {
 // at any record of a block the file does not have. ok is false when raw
 // has no valid header.
 func parsePresence(raw []byte, fn func(b int64, sum uint32)) (h logHeader, ok bool) {
+	h, _, ok = parsePresenceLen(raw, fn)
+	return h, ok
+}
+
+// parsePresenceLen is parsePresence that also returns how many bytes of
+// raw are the header and the whole records it accepted: a log is cut back
+// to that before anything is appended to it, or the records appended after
+// a torn one would be read as misaligned garbage and lost too.
+func parsePresenceLen(raw []byte, fn func(b int64, sum uint32)) (h logHeader, valid int, ok bool) {
 	if len(raw) < headerSize || string(raw[:len(logMagic)]) != logMagic {
-		return h, false
+		return h, 0, false
 	}
 	le := binary.LittleEndian
 	o := len(logMagic)
@@ -72,16 +81,18 @@ func parsePresence(raw []byte, fn func(b int64, sum uint32)) (h logHeader, ok bo
 	h.data = fileID{ino: next(), birth: int64(next())}
 	n := h.nblocks()
 	if n == 0 && h.size != 0 {
-		return h, false
+		return h, 0, false
 	}
+	valid = headerSize
 	for r := raw[headerSize:]; len(r) >= recordSize; r = r[recordSize:] {
 		b, sum, ok := decodeRecord(r)
 		if !ok || int64(b) >= n {
 			break
 		}
 		fn(int64(b), sum)
+		valid += recordSize
 	}
-	return h, true
+	return h, valid, true
 }
 
 // A presence record: block index, CRC-32C of the block's bytes, and a
