@@ -146,6 +146,9 @@ func (h *Handle) CachedFd(off int64, n int) (uintptr, bool) {
 	}
 	st.c.hits.Add(last - first + 1)
 	st.c.fromCache.Add(end - off)
+	// A sequential reader whose reads land on blocks fetched ahead is
+	// served here; read-ahead must follow it, or its next miss waits.
+	h.readAhead(off, end)
 	return data.Fd(), true
 }
 

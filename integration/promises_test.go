@@ -248,7 +248,9 @@ func TestStatusAnswersWhileReadsWait(t *testing.T) {
 // fetched with --read-ahead 4; --read-ahead 0 fetches only what is read.
 // Counted at the source itself.
 func TestReadAhead(t *testing.T) {
-	const block, read = 64 << 10, 2
+	// Four blocks: the last two are fetched ahead by the second read, so
+	// they are served from the cache, and read-ahead must go on from them.
+	const block, read = 64 << 10, 4
 	for _, ra := range []int{0, 4} {
 		t.Run(strconv.Itoa(ra), func(t *testing.T) {
 			f := newCacheFixture(t, map[string]int{"rec": 4 << 20}, slowfs.Options{})
@@ -266,9 +268,16 @@ func TestReadAhead(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := make([]byte, block)
-			for off := 0; off < read*block; off += len(p) {
+			for k := 0; k < read; k++ {
+				off := k * block
 				if _, err := fh.ReadAt(p, int64(off)); err != nil || !bytes.Equal(p, f.files["rec"][off:off+len(p)]) {
 					t.Fatalf("read at %d: %v", off, err)
+				}
+				// Each read after the first moves read-ahead on; waiting
+				// for it makes the next reads land on fetched blocks.
+				if k > 0 {
+					ahead := uint64((k + 1 + ra) * block)
+					waitFor(t, "blocks fetched ahead", func() bool { return f.sfs.Counts().BytesRead >= ahead })
 				}
 			}
 			fh.Close()
