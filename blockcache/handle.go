@@ -87,8 +87,20 @@ func (h *Handle) readAhead(off, end int64) {
 	}
 	bs := st.c.opts.BlockSize
 	first := (end-1)/bs + 1
+	asked := false
 	for b := first; b < first+int64(st.c.opts.ReadAhead) && b < st.nblocks; b++ {
-		if st.has(b) || !st.c.raSem.TryAcquire(1) {
+		if st.has(b) {
+			continue
+		}
+		// Asked once, and only when a block is missing: the hit path
+		// that calls this stays off the cache's lock. A block fetched
+		// ahead and then not stored would be fetched again when read.
+		if !asked {
+			if asked = true; !st.c.storing(bs) {
+				return
+			}
+		}
+		if !st.c.raSem.TryAcquire(1) {
 			continue
 		}
 		st.c.hold(st)
