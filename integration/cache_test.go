@@ -63,16 +63,7 @@ func newCacheFixtureTB(t testing.TB, sizes map[string]int, opts slowfs.Options) 
 		}
 		f.files[name] = b
 	}
-	sfs, err := slowfs.Mount(f.base, f.slow, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.sfs = sfs
-	t.Cleanup(func() {
-		if err := sfs.Unmount(); err != nil {
-			t.Error(err)
-		}
-	})
+	f.sfs = mountSlow(t, f.base, f.slow, opts)
 	return f
 }
 
@@ -378,17 +369,25 @@ func (f *cacheFixture) cacheDisk(t *testing.T) *slowfs.FS {
 			t.Fatal(err)
 		}
 	}
-	disk, err := slowfs.Mount(base, mnt, slowfs.Options{})
+	disk := mountSlow(t, base, mnt, slowfs.Options{})
+	f.cacheDir = filepath.Join(mnt, "cache")
+	return disk
+}
+
+// mountSlow mounts the slow-source fixture of base at mnt for the rest of
+// the test; a failed unmount at the end fails the test.
+func mountSlow(t testing.TB, base, mnt string, opts slowfs.Options) *slowfs.FS {
+	t.Helper()
+	sfs, err := slowfs.Mount(base, mnt, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := disk.Unmount(); err != nil {
+		if err := sfs.Unmount(); err != nil {
 			t.Error(err)
 		}
 	})
-	f.cacheDir = filepath.Join(mnt, "cache")
-	return disk
+	return sfs
 }
 
 // TestCacheDiskIOErrorKeepsReadsCorrect: a cache disk whose writes fail

@@ -83,16 +83,7 @@ func slowTree(t *testing.T, e *env) (base, slowMnt string, sfs *slowfs.FS) {
 	}
 	slowMnt = filepath.Join(e.tmp, "slow")
 	os.Mkdir(slowMnt, 0o755)
-	sfs, err := slowfs.Mount(base, slowMnt, slowfs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sfs.Unmount(); err != nil {
-			t.Error(err)
-		}
-	})
-	return base, slowMnt, sfs
+	return base, slowMnt, mountSlow(t, base, slowMnt, slowfs.Options{})
 }
 
 // rootChecks bounds the metadata requests a mount from an index sends the
